@@ -1,0 +1,186 @@
+"""YAML configuration: defaults, ``_base_`` inheritance, ``--set key=value`` overrides, validation.
+
+A config file holds only what differs from :data:`DEFAULTS` (the paper protocol for
+BAFE-Net-R18 on DenseSIRST, SPEC §3–§4) or from the files named in its ``_base_`` (a path or
+list of paths relative to the file, merged in order). Unknown keys are errors, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from irdet.errors import ConfigError
+
+__all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "validate", "FREE_FORM"]
+
+DEFAULTS: dict[str, Any] = {
+    "name": "bafenet_r18_densesirst",
+    "model": {
+        # ImageNet mean/std on [0, 255] inputs (torchvision's ResNet convention).
+        "pixel_mean": [123.675, 116.28, 103.53],
+        "pixel_std": [58.395, 57.12, 57.375],
+        "backbone": {"depth": 18, "weights": None, "norm": "auto", "frozen_stages": "auto"},
+        "neck": {"type": "fpn", "out_channels": 256, "levels": ["P3", "P4", "P5"]},
+        "head": {
+            "num_classes": 1,
+            "stacked_convs": 4,
+            "feat_channels": 256,
+            "regress_ranges": None,  # None: (-1, 64), (64, 128), (128, 256) for P3-P5 (P2: (-1, 32) first)
+            "center_sampling": False,
+            "center_sample_radius": 1.5,
+            "focal_alpha": 0.25,
+            "focal_gamma": 2.0,
+            # BAFE-Net (Table IV switches); seg_head: false is the FCOS baseline
+            "seg_head": True,
+            "exchange": True,
+            "adapter": True,
+            "exchange_ratio": 0.5,
+            "adapter_hidden": 64,
+            "selection": "dynamic",
+            "exchange_mode": "channel",
+            "scorer": "ste",
+            "seg_loss_weight": 1.0,
+            "test": {"nms_pre": 1000, "score_thr": 0.05, "nms_iou": 0.5, "max_per_img": 100},
+        },
+    },
+    "data": {
+        "root": None,
+        "train_split": "trainval_v2",
+        "val_split": "val_v2",
+        "test_split": "test_v2",
+        "sky_mask": "palette",
+        "img_size": [512, 512],
+        "keep_ratio": False,
+        "flip_prob": 0.5,
+        "pad_divisor": 32,
+        "repeat": 3,
+        "crop": None,
+        "crop_p_target": 0.9,
+        "num_workers": 2,
+        "bagcp": {"enabled": False},
+    },
+    "train": {
+        "batch_size": 2,
+        "max_epochs": 20,
+        "max_steps": -1,
+        "lr": 1.0,
+        "weight_decay": 0.05,
+        "warmup_iters": 500,
+        "warmup_factor": 1.0 / 3,
+        "milestones": [8, 16],
+        "gamma": 0.1,
+        "seed": 0,
+        "val_interval": 1,
+        "checkpoint_every_n_steps": 200,
+        "precision": "32-true",
+        "accelerator": "auto",
+        "devices": 1,
+        "num_nodes": 1,
+        "strategy": "auto",
+        "log_every_n_steps": 10,
+        "limit_train_batches": None,
+        "limit_val_batches": None,
+        "threads": None,
+    },
+    "eval": {"pdfa_score_thr": 0.5, "batch_size": 2},
+}
+
+#: Sections whose keys are not checked against DEFAULTS (each module validates its own).
+FREE_FORM = {("data", "bagcp"), ("model", "neck")}
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Deep-merge ``update`` into a copy of ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular _base_ chain")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    bases = data.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else list(bases)
+    merged: dict = {}
+    for base in bases:
+        merged = merge(merged, _read_yaml(path.parent / base, seen + (path,)))
+    return merge(merged, data)
+
+
+def validate(cfg: dict, ref: dict = DEFAULTS, prefix: tuple[str, ...] = ()) -> None:
+    """Raise :class:`ConfigError` for keys of ``cfg`` that :data:`DEFAULTS` does not know."""
+    for key, value in cfg.items():
+        path = prefix + (key,)
+        if key not in ref:
+            hint = difflib.get_close_matches(key, list(ref), n=1)
+            msg = f"unknown config key '{'.'.join(path)}'"
+            raise ConfigError(msg + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        if isinstance(value, dict) and isinstance(ref[key], dict) and path not in FREE_FORM:
+            validate(value, ref[key], path)
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    """Apply ``a.b.c=value`` strings (values parsed as YAML: ``2``, ``[256, 256]``, ``null``)."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = cfg
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is not a section")
+        node[parts[-1]] = value
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load a config: DEFAULTS ← ``_base_`` files ← the file ← overrides, then validate.
+
+    Args:
+        path: YAML file, or None for the defaults alone. A bare name (``bafenet_r18_densesirst``)
+            is looked up in the repository's ``configs/`` folder.
+        overrides: ``key.path=value`` strings.
+
+    Raises:
+        ConfigError: missing/invalid file, unknown key, bad override.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        p = Path(path)
+        if not p.exists() and not p.suffix:
+            for folder in (Path("configs"), Path(__file__).resolve().parent.parent / "configs"):
+                hits = sorted(folder.rglob(f"{p.name}.yaml")) if folder.is_dir() else []
+                if hits:
+                    p = hits[0]
+                    break
+        cfg = merge(cfg, _read_yaml(p))
+        cfg["name"] = p.stem  # runs are named after their config file
+    cfg = apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg

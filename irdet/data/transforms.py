@@ -1,0 +1,198 @@
+"""Train / test pipelines for single-frame detection, built on ``torchvision.transforms.v2``.
+
+Samples are dicts of tv_tensors (see :class:`irdet.data.densesirst.DenseSIRST`); every
+geometric step moves image, boxes, masks and points together.
+
+Train (SPEC §4): resize to 512×512 (stretch, as the reference config) → BAG-CP (optional,
+:mod:`irdet.data.bagcp`) → horizontal flip p 0.5 → optional target-aware crop (CPU budget
+configs, irdet extension) → drop boxes that left the image → pad bottom/right to a
+multiple of 32 (image 0, sky mask 255 = ignore, target mask 0).
+Test: resize (+ pad, a no-op at 512×512); the detector maps predictions back to the
+original image (:meth:`irdet.models.heads.fcos.FCOSHead.predict`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+__all__ = [
+    "PadToMultiple",
+    "TargetAwareCrop",
+    "build_train_transforms",
+    "build_test_transforms",
+    "collate",
+]
+
+#: Fill value of padded sky-mask pixels: ignored by the segmentation loss.
+IGNORE_INDEX = 255
+
+
+class PadToMultiple:
+    """Pad image and masks on the bottom/right so H and W are multiples of ``divisor``.
+
+    Image pixels are filled with 0, ``sky_mask`` with 255 (ignore), other masks with 0.
+    Boxes and points are unchanged (padding at bottom/right does not move coordinates).
+    Records ``sample["pad_size"] = (H_pad, W_pad)`` and ``sample["img_size"] = (H, W)`` (size
+    before padding, after resizing).
+    """
+
+    def __init__(self, divisor: int = 32):
+        self.divisor = int(divisor)
+
+    def __call__(self, sample: dict) -> dict:
+        img = sample["image"]
+        h, w = img.shape[-2:]
+        ph = int(math.ceil(h / self.divisor) * self.divisor) - h
+        pw = int(math.ceil(w / self.divisor) * self.divisor) - w
+        sample["img_size"] = (h, w)
+        sample["pad_size"] = (h + ph, w + pw)
+        if ph == 0 and pw == 0:
+            return sample
+        sample["image"] = tv_tensors.wrap(F.pad(img, (0, pw, 0, ph), value=0.0), like=img)
+        for key, fill in (("sky_mask", IGNORE_INDEX), ("target_mask", 0)):
+            if key in sample:
+                m = sample[key]
+                sample[key] = tv_tensors.wrap(F.pad(m, (0, pw, 0, ph), value=fill), like=m)
+        for key in ("boxes", "points"):
+            if key in sample:
+                sample[key] = tv_tensors.wrap(sample[key], like=sample[key], canvas_size=(h + ph, w + pw))
+        return sample
+
+
+class TargetAwareCrop:
+    """Random ``size`` crop that contains a ground-truth target with probability ``p_target``.
+
+    irdet extension for the CPU-budget configs: training on 256×256 crops of the 512×512
+    resized image keeps the targets' scale while costing a quarter of a full step. With
+    probability ``p_target`` (and if the image has boxes) the crop window is placed so that
+    the centre of a randomly chosen box lies inside it at a uniform random offset;
+    otherwise the window is uniform over the image. Boxes cut by the window are clipped
+    and those left empty are dropped by the ``SanitizeBoundingBoxes`` that follows.
+
+    Args:
+        size: (h, w) crop size in pixels; images smaller than that are not cropped there.
+        p_target: probability of a target-centred crop, in [0, 1].
+    """
+
+    def __init__(self, size: Sequence[int], p_target: float = 0.9):
+        self.size = (int(size[0]), int(size[1]))
+        self.p_target = float(p_target)
+
+    def __call__(self, sample: dict) -> dict:
+        h, w = sample["image"].shape[-2:]
+        ch, cw = min(self.size[0], h), min(self.size[1], w)
+        boxes = sample.get("boxes")
+        if boxes is not None and len(boxes) and torch.rand(()) < self.p_target:
+            b = boxes[torch.randint(len(boxes), ())]
+            cx, cy = float(b[0] + b[2]) / 2, float(b[1] + b[3]) / 2
+            lo_x, hi_x = max(0, math.ceil(cx - cw + 1)), min(w - cw, math.floor(cx - 1))
+            lo_y, hi_y = max(0, math.ceil(cy - ch + 1)), min(h - ch, math.floor(cy - 1))
+            lo_x, hi_x = min(lo_x, w - cw), max(hi_x, 0)
+            lo_y, hi_y = min(lo_y, h - ch), max(hi_y, 0)
+            left = int(torch.randint(min(lo_x, hi_x), max(lo_x, hi_x) + 1, ()))
+            top = int(torch.randint(min(lo_y, hi_y), max(lo_y, hi_y) + 1, ()))
+        else:
+            left = int(torch.randint(0, w - cw + 1, ()))
+            top = int(torch.randint(0, h - ch + 1, ()))
+        out = dict(sample)
+        for key, value in sample.items():
+            if isinstance(value, (tv_tensors.Image, tv_tensors.Mask, tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
+                out[key] = v2.functional.crop(value, top, left, ch, cw)
+        return out
+
+
+class _IfPresent:
+    """Apply ``transform`` only when ``key`` is in the sample (v2 sanitizers demand their type)."""
+
+    def __init__(self, key: str, transform: Callable[[dict], dict]):
+        self.key, self.transform = key, transform
+
+    def __call__(self, sample: dict) -> dict:
+        return self.transform(sample) if self.key in sample else sample
+
+
+def _resize(img_size: Sequence[int], keep_ratio: bool):
+    if keep_ratio:  # long edge = max(img_size), aspect kept (the paper's text)
+        return v2.Resize(size=None, max_size=int(max(img_size)), antialias=True)
+    return v2.Resize(size=(int(img_size[0]), int(img_size[1])), antialias=True)
+
+
+def build_train_transforms(
+    img_size: Sequence[int] = (512, 512),
+    *,
+    keep_ratio: bool = False,
+    flip_prob: float = 0.5,
+    bagcp: Callable[[dict], dict] | None = None,
+    crop: Sequence[int] | None = None,
+    crop_p_target: float = 0.9,
+    pad_divisor: int = 32,
+) -> v2.Compose:
+    """Training pipeline (SPEC §4; crop is an irdet extension for CPU budgets).
+
+    Args:
+        img_size: (H, W) resize target in pixels (stretching, the reference config).
+        keep_ratio: resize the long edge to ``max(img_size)`` keeping the aspect ratio instead.
+        flip_prob: probability of a horizontal flip.
+        bagcp: optional BAG-CP transform applied in the resized space.
+        crop: optional (h, w) target-aware random crop, see :class:`TargetAwareCrop`.
+        pad_divisor: pad H, W up to a multiple of this.
+    """
+    steps: list = [_resize(img_size, keep_ratio)]
+    if bagcp is not None:
+        steps.append(bagcp)
+    steps.append(v2.RandomHorizontalFlip(p=flip_prob))
+    if crop:
+        steps.append(TargetAwareCrop(crop, crop_p_target))
+    steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1),
+              _IfPresent("points", v2.SanitizeKeyPoints())]
+    steps.append(PadToMultiple(pad_divisor))
+    return v2.Compose(steps)
+
+
+def build_test_transforms(
+    img_size: Sequence[int] = (512, 512), *, keep_ratio: bool = False, pad_divisor: int = 32
+) -> v2.Compose:
+    """Test pipeline: resize (as in training) then pad to a multiple of ``pad_divisor``."""
+    return v2.Compose([_resize(img_size, keep_ratio), PadToMultiple(pad_divisor)])
+
+
+def collate(samples: list[dict]) -> dict:
+    """Batch samples: images (N, 3, H, W) float32 padded to the largest, plus per-image lists.
+
+    Returns a dict with ``images`` (N, 3, Hmax, Wmax), ``sky_mask`` (N, Hmax, Wmax) uint8
+    (255 where padded or missing) when any sample has one, and lists ``boxes`` (each
+    (n_i, 4) float32), ``labels``, ``image_id``, ``orig_size``, ``img_size``, and ``path``
+    when present.
+    """
+    hmax = max(s["image"].shape[-2] for s in samples)
+    wmax = max(s["image"].shape[-1] for s in samples)
+    images = torch.zeros(len(samples), 3, hmax, wmax, dtype=torch.float32)
+    for i, s in enumerate(samples):
+        h, w = s["image"].shape[-2:]
+        images[i, :, :h, :w] = s["image"].as_subclass(torch.Tensor)
+    batch = {
+        "images": images,
+        "image_id": [s["image_id"] for s in samples],
+        "orig_size": [tuple(s["orig_size"]) for s in samples],
+        "img_size": [tuple(s.get("img_size", s["image"].shape[-2:])) for s in samples],
+    }
+    if "boxes" in samples[0]:
+        batch["boxes"] = [s["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4) for s in samples]
+        batch["labels"] = [s["labels"].as_subclass(torch.Tensor) for s in samples]
+    if any("sky_mask" in s for s in samples):
+        sky = torch.full((len(samples), hmax, wmax), IGNORE_INDEX, dtype=torch.uint8)
+        for i, s in enumerate(samples):
+            if "sky_mask" in s:
+                m = s["sky_mask"].as_subclass(torch.Tensor)
+                sky[i, : m.shape[-2], : m.shape[-1]] = m
+        batch["sky_mask"] = sky
+    if "path" in samples[0]:
+        batch["path"] = [s["path"] for s in samples]
+    return batch

@@ -1,0 +1,188 @@
+"""The main jobs: train, evaluate (a checkpoint or a results file), detect. The CLI calls these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
+from irdet.data.io import atomic_save_image, atomic_write_bytes, read_image
+from irdet.data.transforms import collate
+from irdet.engine.datamodule import DenseSIRSTDataModule, test_transforms_from_cfg
+from irdet.engine.module import DetectorModule
+from irdet.errors import DataError
+from irdet.metrics import dets_to_results, edges_to_voc, evaluate, load_results, save_results, write_report
+from irdet.visualize import overlay
+
+__all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect"]
+
+
+def _trainer_kwargs(t: dict) -> dict:
+    return {"accelerator": t["accelerator"], "devices": t["devices"], "num_nodes": t["num_nodes"],
+            "strategy": t["strategy"], "precision": t["precision"]}
+
+
+def _set_threads(t: dict) -> None:
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
+
+
+def train(cfg: dict, data: str | None = None, out: str | Path | None = None, resume: str | bool | None = None) -> Path:
+    """Train a detector (SPEC §4) with PyTorch Lightning.
+
+    Writes ``<out>/config.yaml``, ``<out>/checkpoints/{last,best}.ckpt`` (``best`` = highest
+    ``val/mAP07`` on ``data.val_split``; ``last`` every ``train.checkpoint_every_n_steps``
+    steps and at the end), CSV logs under ``<out>/logs/``.
+
+    Args:
+        cfg: full config (:func:`irdet.config.load_config`).
+        data: dataset root (else ``data.root``, ``$IRDET_DATA``, the default path).
+        out: run directory (default ``runs/<config name>``).
+        resume: True to continue from ``<out>/checkpoints/last.ckpt``, or a checkpoint path.
+
+    Returns:
+        the run directory.
+
+    Raises:
+        DataError: bad data root, or the checkpoint to resume from does not exist.
+    """
+    t = cfg["train"]
+    root = resolve_data_root(data or cfg["data"]["root"])
+    out_dir = Path(out or Path("runs") / cfg["name"])
+    ckpt_dir = out_dir / "checkpoints"
+    ckpt_path = None
+    if resume:
+        ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
+        if not ckpt_path.is_file():
+            raise DataError(ckpt_path, "checkpoint to resume from not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
+    _set_threads(t)
+    L.seed_everything(int(t["seed"]), workers=True)
+    module = DetectorModule(cfg)
+    datamodule = DenseSIRSTDataModule(cfg, root, cache_dir=out_dir)
+    callbacks = [
+        ModelCheckpoint(ckpt_dir, filename="best", monitor="val/mAP07", mode="max", save_top_k=1, auto_insert_metric_name=False),
+        ModelCheckpoint(ckpt_dir, filename="last", every_n_train_steps=int(t["checkpoint_every_n_steps"]), save_top_k=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(ckpt_dir, filename="last", save_on_train_epoch_end=True, save_top_k=1, enable_version_counter=False),
+        LearningRateMonitor("step"),
+        TQDMProgressBar(refresh_rate=10),
+    ]
+    trainer = L.Trainer(
+        **_trainer_kwargs(t),
+        max_epochs=int(t["max_epochs"]),
+        max_steps=int(t["max_steps"]),
+        callbacks=callbacks,
+        logger=CSVLogger(out_dir, name="logs"),
+        check_val_every_n_epoch=int(t["val_interval"]),
+        log_every_n_steps=int(t["log_every_n_steps"]),
+        limit_train_batches=t["limit_train_batches"],
+        limit_val_batches=t["limit_val_batches"],
+        num_sanity_val_steps=0,
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return out_dir
+
+
+def load_checkpoint(path: str | Path) -> DetectorModule:
+    """Load a training checkpoint on the CPU.
+
+    Raises:
+        DataError: missing file, or not an irdet checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint not found")
+    try:
+        module = DetectorModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - corrupt / foreign checkpoints are user errors
+        raise DataError(path, f"not a readable irdet checkpoint ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    module.eval()
+    return module
+
+
+def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: str = "auto", num_workers: int = 2) -> list[dict]:
+    """Run ``module`` over ``dataset`` (test transforms) with a Lightning progress bar.
+
+    Returns one dict per image (see :class:`DetectorModule`).
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        callbacks=[TQDMProgressBar(refresh_rate=5)])
+    batches = trainer.predict(module, loader)
+    return [item for batch in batches for item in batch]
+
+
+def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr: float) -> dict:
+    gts = {i: edges_to_voc(b) for i, b in gts_edges.items()}
+    metrics = evaluate(gts, dets, sizes, pdfa_score_thr=pdfa_score_thr)
+    write_report(out, metrics)
+    return metrics
+
+
+def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test_v2", out: str | Path = "eval",
+                        accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2) -> dict:
+    """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
+    ``pr_curve.png`` in ``out`` and returns the metrics dict."""
+    module = load_checkpoint(checkpoint)
+    cfg = module.config
+    root = resolve_data_root(data)
+    dataset = DenseSIRST(root, split, sky_mask=None, transforms=test_transforms_from_cfg(cfg))
+    gts, sizes = dataset.ground_truth()  # validate every annotation before spending time on inference
+    preds = predict(module, dataset, batch_size or cfg["eval"]["batch_size"], accelerator, num_workers)
+    dets = {p["image_id"]: (edges_to_voc(p["boxes"]), p["scores"]) for p in preds}
+    missing = set(dataset.ids) - set(dets)
+    if missing:  # never drop an image silently
+        raise RuntimeError(f"{len(missing)} images of {split} got no prediction pass: {sorted(missing)[:5]}")
+    out = Path(out)
+    save_results(out / "predictions.json", dets_to_results(dets))
+    return _report(gts, sizes, dets, out, cfg["eval"]["pdfa_score_thr"])
+
+
+def evaluate_predictions(predictions, data: str | None = None, split: str = "test_v2", out: str | Path = "eval",
+                         pdfa_score_thr: float = 0.5) -> dict:
+    """Evaluate a COCO-style results file (any method's predictions) on a split.
+
+    Raises:
+        DataError: unreadable/malformed results file, or results for images not in the split
+            (naming the file); bad annotation files (naming them).
+    """
+    dets = load_results(predictions)
+    dataset = DenseSIRST(resolve_data_root(data), split, sky_mask=None)
+    unknown = sorted(set(dets) - set(dataset.ids))
+    if unknown:
+        raise DataError(predictions, f"{len(unknown)} image ids are not in split {split}: {', '.join(unknown[:5])}")
+    gts, sizes = dataset.ground_truth()
+    return _report(gts, sizes, dets, Path(out), pdfa_score_thr)
+
+
+def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
+           batch_size: int = 1, num_workers: int = 2) -> Path:
+    """Run a checkpoint on images (files or folders, any size and mode).
+
+    Writes ``out/detections.json`` (results format, all kept detections, xml numbering) and
+    ``out/overlays/<image id>.png`` (boxes with score ≥ ``score_thr``; sky tinted for BAFE-Net).
+
+    Returns:
+        the path of ``detections.json``.
+    """
+    module = load_checkpoint(checkpoint)
+    dataset = ImageFolder(inputs, transforms=test_transforms_from_cfg(module.config))
+    preds = predict(module, dataset, batch_size, accelerator, num_workers)
+    out = Path(out)
+    dets = {p["image_id"]: (edges_to_voc(p["boxes"]), p["scores"]) for p in preds}
+    save_results(out / "detections.json", dets_to_results(dets))
+    for p in tqdm(preds, desc="overlays", unit="img"):
+        keep = p["scores"] >= score_thr
+        img = overlay(read_image(p["path"]), p["boxes"][keep], p.get("sky_prob"))
+        atomic_save_image(out / "overlays" / f"{p['image_id']}.png", img)
+    return out / "detections.json"

@@ -1,0 +1,102 @@
+"""ResNet backbones (torchvision definitions) returning C2..C5.
+
+Source: BAFE-Net reference configuration (SPEC §3): ResNet-18/34/50/101, frozen-statistics
+BN and ``frozen_stages=1`` with ImageNet weights. ImageNet weights cannot be downloaded
+here, so irdet trains from scratch by default (``weights=None``) with trainable BN, and
+accepts a local torchvision checkpoint file (``weights: path/to/resnet18-f37072fd.pth``),
+in which case the reference's frozen BN and frozen stem+layer1 apply (``"auto"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+from torchvision.ops import FrozenBatchNorm2d
+
+from irdet.errors import ConfigError, DataError
+
+__all__ = ["ResNetBackbone"]
+
+_RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet body returning the stage outputs C2..C5.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        weights: None (random init, the default here) or a path to a local torchvision
+            ImageNet state dict (``resnetXX-*.pth``); the ``fc`` layer is ignored.
+        norm: ``"bn"`` (trainable BatchNorm), ``"frozen_bn"`` (torchvision
+            ``FrozenBatchNorm2d``, the reference with ImageNet init) or ``"auto"``
+            (``frozen_bn`` when ``weights`` is given, else ``bn``).
+        frozen_stages: stages whose parameters get no gradient: -1 none, 0 stem, 1 stem +
+            layer1 (the reference), ... ``"auto"``: 1 with weights, -1 without.
+        out_levels: which of ``"C2".."C5"`` to return.
+
+    Input: images (N, 3, H, W), normalised. Output: dict level → (N, C_l, H/s, W/s) with
+    strides 4, 8, 16, 32 for C2..C5 and channels 64/128/256/512 (R18/34) or
+    256/512/1024/2048 (R50/101), see :attr:`out_channels` and :attr:`strides`.
+
+    Raises:
+        ConfigError: unknown depth/norm. DataError: unreadable weights file.
+    """
+
+    def __init__(self, depth: int = 18, weights: str | None = None, norm: str = "auto",
+                 frozen_stages: int | str = "auto", out_levels=("C3", "C4", "C5")):
+        super().__init__()
+        if depth not in _RESNETS:
+            raise ConfigError(f"backbone depth must be one of {sorted(_RESNETS)}, got {depth}")
+        if norm == "auto":
+            norm = "frozen_bn" if weights else "bn"
+        if norm not in ("bn", "frozen_bn"):
+            raise ConfigError(f"backbone norm must be 'bn', 'frozen_bn' or 'auto', got {norm!r}")
+        if frozen_stages == "auto":
+            frozen_stages = 1 if weights else -1
+        norm_layer = FrozenBatchNorm2d if norm == "frozen_bn" else nn.BatchNorm2d
+        net = _RESNETS[depth](weights=None, norm_layer=norm_layer)
+        if weights:
+            path = Path(weights)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except FileNotFoundError:
+                raise DataError(path, "backbone weights file not found") from None
+            except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
+                raise DataError(path, f"cannot read backbone weights ({exc.__class__.__name__}: {exc})") from None
+            state = state.get("state_dict", state)
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("fc.")]
+            if missing or unexpected:
+                raise DataError(path, f"not a ResNet-{depth} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.out_levels = tuple(out_levels)
+        width = 64 * (4 if depth >= 50 else 1)
+        self.out_channels = {f"C{i + 2}": width * 2**i for i in range(4)}
+        self.strides = {f"C{i + 2}": 2 ** (i + 2) for i in range(4)}
+        self.frozen_stages = int(frozen_stages)
+        for stage in [self.stem, *self.layers][: self.frozen_stages + 1]:
+            for p in stage.parameters():
+                p.requires_grad_(False)
+        # Stop once the last requested level is computed (e.g. no layer4 work for C2-only).
+        self._last = max(int(lv[1]) for lv in self.out_levels) - 2
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        out = {}
+        for i, layer in enumerate(self.layers[: self._last + 1]):
+            x = layer(x)
+            if f"C{i + 2}" in self.out_levels:
+                out[f"C{i + 2}"] = x
+        return out
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_stages >= 0:  # frozen stages keep eval-mode statistics (MMDet norm_eval)
+            for stage in [self.stem, *self.layers][: self.frozen_stages + 1]:
+                stage.eval()
+        return self

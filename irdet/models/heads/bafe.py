@@ -1,0 +1,94 @@
+"""BAFE head: FCOS + sky-segmentation branch + cross-task feature exchange (BAFE-Net §IV, Fig. 4).
+
+Per pyramid level: the FCOS classification tower gives X1, a segmentation tower of the same
+shape (4 × conv3×3-GN-ReLU) gives X2; the exchange block (:mod:`irdet.models.heads.exchange`)
+turns them into Y1, Y2; class score and centerness are predicted from Y1, the sky logit
+from Y2 (3×3 conv → 1 channel), and boxes from the untouched regression tower.
+
+Segmentation loss: sigmoid BCE (weight 1) between each level's sky logit and the sky mask
+resized (nearest) to that level, averaged over all non-ignored (≠ 255) pixels of all levels,
+as the reference's ``loss_seg`` over the flattened levels (SPEC §3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from irdet.models.heads.exchange import CrossTaskExchange
+from irdet.models.heads.fcos import FCOSHead, make_tower
+
+__all__ = ["BAFEHead"]
+
+IGNORE_INDEX = 255
+
+
+class BAFEHead(FCOSHead):
+    """FCOS head with a sky-segmentation branch and (optionally) the cross-task exchange.
+
+    Args (beyond :class:`FCOSHead`):
+        exchange: insert the exchange block between X1 and X2 (Table IV b vs c).
+        adapter: use the shared MLP adapter in the exchange (Table IV c vs d).
+        exchange_ratio: p, the exchanged fraction (Eq. 5; Table VIII, 1/2 best).
+        adapter_hidden: adapter hidden width (Table V, 64 best).
+        selection: ``dynamic`` / ``random`` / ``fixed`` (Table VII).
+        exchange_mode: ``channel`` / ``spatial`` / ``channel+spatial`` / ``spatial+channel`` (Table VI).
+        scorer: ``ste`` / ``scale`` / ``reference`` (see :mod:`irdet.models.heads.exchange`).
+        seg_loss_weight: weight of the BCE sky loss (1).
+
+    ``forward`` adds ``seg_logits``: per level (N, 1, H_l, W_l) sky logits.
+    """
+
+    def __init__(self, *args, exchange: bool = True, adapter: bool = True, exchange_ratio: float = 0.5,
+                 adapter_hidden: int = 64, selection: str = "dynamic", exchange_mode: str = "channel",
+                 scorer: str = "ste", seg_loss_weight: float = 1.0, in_channels: int = 256,
+                 stacked_convs: int = 4, feat_channels: int = 256, **kwargs):
+        super().__init__(*args, in_channels=in_channels, stacked_convs=stacked_convs, feat_channels=feat_channels, **kwargs)
+        self.seg_tower = make_tower(in_channels, feat_channels, stacked_convs)
+        self.conv_seg = nn.Conv2d(feat_channels, 1, 3, padding=1)
+        for m in [*self.seg_tower.modules(), self.conv_seg]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.exchange = (
+            CrossTaskExchange(feat_channels, exchange_ratio, adapter_hidden, adapter, selection, exchange_mode, scorer)
+            if exchange
+            else None
+        )
+        self.seg_loss_weight = seg_loss_weight
+
+    def cls_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        x1 = self.cls_tower(x)
+        x2 = self.seg_tower(x)
+        if self.exchange is not None:
+            x1, x2 = self.exchange(x1, x2)
+        return x1, {"seg_logits": self.conv_seg(x2)}
+
+    def loss(self, out: dict, boxes, labels, sky_mask: torch.Tensor | None = None, **kw) -> dict[str, torch.Tensor]:
+        """FCOS losses plus ``loss_seg``.
+
+        Args:
+            sky_mask: (N, H, W) uint8 of the padded input, 1 sky / 0 non-sky / 255 ignore.
+
+        Raises:
+            ValueError: no sky mask given (BAFE-Net needs sky annotations to train).
+        """
+        losses = super().loss(out, boxes, labels)
+        if sky_mask is None:
+            raise ValueError("BAFE head needs a sky mask to train (dataset sky_mask: palette|binary)")
+        logits, targets = [], []
+        for seg in out["seg_logits"]:
+            t = F.interpolate(sky_mask[:, None].float(), size=seg.shape[-2:], mode="nearest")
+            logits.append(seg.flatten())
+            targets.append(t.flatten())
+        logit = torch.cat(logits).float()
+        target = torch.cat(targets)
+        valid = target != IGNORE_INDEX
+        if valid.any():
+            loss = F.binary_cross_entropy_with_logits(logit[valid], target[valid])
+        else:
+            loss = logit.sum() * 0
+        losses["loss_seg"] = loss * self.seg_loss_weight
+        return losses

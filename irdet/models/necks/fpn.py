@@ -1,0 +1,53 @@
+"""Vanilla FPN neck over backbone levels C_k → P_k (torchvision ``FeaturePyramidNetwork``).
+
+Source: FCOS/BAFE-Net reference (SPEC §3): FPN on C3–C5, 256 channels, outputs P3/P4/P5 at
+strides 8/16/32, no extra levels. ``levels=("P2", ..., "P5")`` adds the stride-4 level
+from C2 (irdet small-target option, BP-FPN issue).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchvision.ops import FeaturePyramidNetwork
+
+from irdet.errors import ConfigError
+
+__all__ = ["FPN"]
+
+
+class FPN(nn.Module):
+    """Top-down FPN: lateral 1×1 convs, nearest upsampling + sum, 3×3 output convs.
+
+    Args:
+        in_channels: channels of each backbone level, e.g. ``{"C3": 128, "C4": 256, "C5": 512}``.
+        out_channels: channels of every output level (256 in the paper).
+        levels: output levels, finest first, e.g. ``("P3", "P4", "P5")``; ``P_k`` is built
+            from ``C_k``, so ``in_channels`` must hold every ``C_k``.
+
+    Forward: ``feats`` dict ``C_k`` → (N, C_k, H/2^k, W/2^k). Returns ``(outs, losses)``:
+    ``outs`` list of (N, out_channels, H/2^k, W/2^k) in ``levels`` order, and an (empty)
+    dict of auxiliary losses (the BP-FPN neck returns its DGR term there).
+    """
+
+    def __init__(self, in_channels: dict[str, int], out_channels: int = 256, levels: Sequence[str] = ("P3", "P4", "P5")):
+        super().__init__()
+        self.levels = tuple(levels)
+        self.in_levels = tuple(f"C{lv[1:]}" for lv in self.levels)
+        missing = [c for c in self.in_levels if c not in in_channels]
+        if missing:
+            raise ConfigError(f"FPN levels {self.levels} need backbone levels {missing}")
+        self.out_channels = out_channels
+        self.strides = [2 ** int(lv[1:]) for lv in self.levels]
+        self.fpn = FeaturePyramidNetwork([in_channels[c] for c in self.in_levels], out_channels)
+
+    def pyramid(self, feats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The FPN outputs (N, out_channels, H_l, W_l), finest first."""
+        outs = self.fpn(OrderedDict((c, feats[c]) for c in self.in_levels))
+        return list(outs.values())
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        return self.pyramid(feats), {}

@@ -1,0 +1,72 @@
+"""Small DenseSIRST-layout datasets built in a temporary folder (synthetic, or linking real files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_xml(path: Path, boxes, size=None) -> None:
+    """Pascal-VOC xml with ``Target`` objects; ``boxes`` in xml numbering (xmin, ymin, xmax, ymax)."""
+    objs = "".join(
+        f"<object><name>Target</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for b in boxes
+    )
+    sz = f"<size><width>{size[1]}</width><height>{size[0]}</height><depth>1</depth></size>" if size else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><filename>{path.stem}</filename>{sz}{objs}</annotation>")
+
+
+def make_dataset(root: Path, images: dict[str, tuple[np.ndarray, list]], split: str = "test_v2", sky=None) -> Path:
+    """Write a synthetic DenseSIRST-layout dataset.
+
+    Args:
+        images: id → (image array (H, W) or (H, W, C) uint8/uint16, boxes in xml numbering).
+        sky: optional id → (H, W) {0, 1} sky mask (default: top half sky).
+    """
+    for sub in ("PNGImages", "SIRST/BBox", "SIRST/BinaryMask", "SIRST/PaletteMask", "SIRST/Point_label",
+                "SkySeg/PaletteMask", "SkySeg/BinaryMask", "Splits"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for image_id, (arr, boxes) in images.items():
+        h, w = arr.shape[:2]
+        Image.fromarray(arr).save(root / "PNGImages" / f"{image_id}.png")
+        write_xml(root / "SIRST" / "BBox" / f"{image_id}.xml", boxes, (h, w))
+        target = np.zeros((h, w), np.uint8)
+        pts = []
+        for xmin, ymin, xmax, ymax in boxes:
+            target[ymin - 1 : ymax, xmin - 1 : xmax] = 1
+            pts.append(f"{(xmin - 1 + xmax - 1) // 2} {(ymin - 1 + ymax - 1) // 2}")
+        Image.fromarray(target * 255).save(root / "SIRST" / "BinaryMask" / f"{image_id}_pixels0.png")
+        pal = Image.fromarray(target, mode="P")
+        pal.putpalette([0, 0, 0, 255, 255, 255])
+        pal.save(root / "SIRST" / "PaletteMask" / f"{image_id}.png")
+        (root / "SIRST" / "Point_label" / f"{image_id}_pixels0.txt").write_text("\n".join(pts) + "\n")
+        s = (sky or {}).get(image_id)
+        if s is None:
+            s = np.zeros((h, w), np.uint8)
+            s[: h // 2] = 1
+        sp = Image.fromarray(s.astype(np.uint8), mode="P")
+        sp.putpalette([0, 0, 0, 128, 128, 255])
+        sp.save(root / "SkySeg" / "PaletteMask" / f"{image_id}.png")
+        Image.fromarray(s.astype(np.uint8) * 255).save(root / "SkySeg" / "BinaryMask" / f"{image_id}_pixels0.png")
+    (root / "Splits" / f"{split}.txt").write_text("\n".join(images) + "\n")
+    return root
+
+
+def link_dataset(real_root: Path, root: Path, splits: dict[str, list[str]]) -> Path:
+    """A dataset root whose data folders are symlinks to ``real_root`` and whose splits are ``splits``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("PNGImages", "SIRST", "SkySeg"):
+        os.symlink(Path(real_root).resolve() / sub, root / sub)
+    (root / "Splits").mkdir()
+    for name, ids in splits.items():
+        (root / "Splits" / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def read_split(real_root: Path, name: str) -> list[str]:
+    return [line.strip() for line in (Path(real_root) / "Splits" / f"{name}.txt").read_text().splitlines() if line.strip()]

@@ -1,0 +1,105 @@
+"""The train/test pipelines keep image, boxes, masks and points aligned."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from irdet.data.densesirst import DenseSIRST, to_sample
+from irdet.data.transforms import PadToMultiple, TargetAwareCrop, build_test_transforms, build_train_transforms, collate
+
+
+def _raster(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    m = torch.zeros(h, w, dtype=torch.uint8)
+    for x1, y1, x2, y2 in boxes.round().int().tolist():
+        m[y1:y2, x1:x2] = 1
+    return m
+
+
+def _synthetic(h=1024, w=1024):
+    """Boxes at even pixel edges so a 2x downscale is exact; mask/image/points built from them."""
+    boxes = np.array([[100, 200, 110, 206], [600, 300, 604, 304], [900, 50, 1000, 90], [10, 900, 30, 1000]], np.float32)
+    image = np.zeros((h, w, 3), np.float32)
+    target = np.zeros((h, w), np.uint8)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        image[y1:y2, x1:x2] = 255
+        target[y1:y2, x1:x2] = 1
+    sky = np.zeros((h, w), np.uint8)
+    sky[: h // 2] = 1
+    points = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1) - 0.5  # pixel indices
+    return to_sample({"image_id": "s", "image": image, "boxes": boxes, "sky_mask": sky, "target_mask": target, "points": points})
+
+
+def _check_aligned(s):
+    h, w = s["img_size"]
+    boxes = s["boxes"]
+    tm = s["target_mask"][:h, :w]
+    assert torch.equal(_raster(boxes, h, w), tm.as_subclass(torch.Tensor))
+    img = s["image"][0, :h, :w]
+    assert torch.equal((img > 127).to(torch.uint8), tm.as_subclass(torch.Tensor))
+    centres = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
+    pts = s["points"].as_subclass(torch.Tensor) + 0.5  # pixel index -> pixel-edge coordinates
+    # torchvision resizes point indices by plain scaling: exact to 0.5 * |1 - scale| = 0.25 px here
+    assert len(pts) == len(centres) and torch.allclose(pts.sort(0).values, centres.sort(0).values, atol=0.25)
+
+
+def test_resize_flip_keeps_alignment():
+    torch.manual_seed(0)
+    s = build_train_transforms((512, 512), flip_prob=1.0)(_synthetic())
+    assert s["image"].shape == (3, 512, 512)
+    assert s["boxes"][0].tolist() == [512 - 55, 100, 512 - 50, 103]  # x' = W - x after the 2x downscale
+    _check_aligned(s)
+    # the sky (top half) stays on top, flipped left-right has no effect on it
+    assert s["sky_mask"][:256].eq(1).all() and s["sky_mask"][256:].eq(0).all()
+
+
+def test_crop_keeps_alignment_and_drops_outside_boxes():
+    torch.manual_seed(3)
+    pipeline = build_train_transforms((512, 512), flip_prob=0.5, crop=(128, 128), crop_p_target=1.0)
+    for _ in range(10):
+        s = pipeline(_synthetic())
+        assert s["image"].shape == (3, 128, 128)
+        assert len(s["boxes"]) >= 1  # target-aware: a box centre lies in the crop
+        # clipped boxes still match the cropped mask
+        h, w = s["img_size"]
+        assert torch.equal(_raster(s["boxes"], h, w), s["target_mask"].as_subclass(torch.Tensor))
+
+
+def test_pad_fills_sky_with_ignore():
+    s = build_test_transforms((500, 300), keep_ratio=True)(_synthetic(1000, 600))
+    # long edge 500 keeping aspect: 500 x 300 -> padded to 512 x 320
+    assert s["img_size"] == (500, 300) and s["image"].shape == (3, 512, 320)
+    pad = PadToMultiple(32)(_synthetic(100, 70))
+    assert pad["image"].shape == (3, 128, 96)
+    assert pad["sky_mask"][100:].eq(255).all() and pad["sky_mask"][:, 70:].eq(255).all()
+    assert pad["target_mask"][100:].eq(0).all()
+    assert pad["image"][:, 100:].eq(0).all()
+    batch = collate([pad, PadToMultiple(32)(_synthetic(64, 64))])
+    assert batch["images"].shape == (2, 3, 128, 96) and batch["sky_mask"][1, 64:].eq(255).all()
+
+
+def test_target_aware_crop_centres_a_target():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[300.0, 300.0, 304.0, 304.0]]), format="XYXY", canvas_size=(512, 512))
+    s = {"image": tv_tensors.Image(torch.zeros(3, 512, 512)), "boxes": boxes, "labels": torch.zeros(1, dtype=torch.long)}
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = TargetAwareCrop((64, 64), p_target=1.0)(dict(s))
+        b = out["boxes"][0]
+        assert 0 < (b[0] + b[2]) / 2 < 64 and 0 < (b[1] + b[3]) / 2 < 64
+
+
+def test_real_images_train_pipeline_alignment(densesirst):
+    """On real DenseSIRST images every box keeps target pixels under it after resize/flip/crop."""
+    torch.manual_seed(0)
+    ds = DenseSIRST(densesirst, "test_v2", sky_mask="palette", target_mask="binary", points=True,
+                    transforms=build_train_transforms((512, 512), crop=(256, 256)))
+    for i in range(4):
+        s = ds[i]
+        assert s["image"].shape == (3, 256, 256) and s["sky_mask"].shape == (256, 256)
+        for x1, y1, x2, y2 in s["boxes"].tolist():
+            x1, y1 = int(np.floor(x1)), int(np.floor(y1))
+            x2, y2 = int(np.ceil(x2)), int(np.ceil(y2))
+            # nearest-neighbour mask resizing may thin a target by a pixel: look one pixel around
+            region = s["target_mask"][max(y1 - 1, 0) : y2 + 1, max(x1 - 1, 0) : x2 + 1]
+            assert region.sum() > 0
