@@ -79,6 +79,40 @@ def cmd_flops(args) -> int:
     return 0
 
 
+def cmd_synthesize(args) -> int:
+    from irdet.data.synthesis import print_summary, synthesize
+
+    summary = synthesize(args.source, args.split, args.out, args.seed, library=args.library, limit=args.limit,
+                         overwrite=args.overwrite)
+    print(print_summary(summary))
+    return 0
+
+
+def cmd_show_augment(args) -> int:
+    from irdet.config import load_config
+    from irdet.data.densesirst import resolve_data_root
+    from irdet.data.io import atomic_write_bytes
+    from irdet.visualize import augment_grid
+    import io
+
+    cfg = load_config(args.config, args.overrides)
+    fig = augment_grid(cfg, resolve_data_root(args.data or cfg["data"]["root"]), args.n, args.seed, args.as_trained)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(args.out, buf.getvalue())
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from irdet.engine.ablate import ablate
+
+    md = ablate(args.table, args.budget, args.data, args.out, args.overrides, args.rows, args.dry_run)
+    print(Path(md).read_text())
+    print(f"wrote {md}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irdet", description="Infrared small target detection (BAFE-Net, BAG-CP, DenseSIRST, BP-FPN)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint or a results JSON (mAP07, mAP12, recall, AP75, Pd, Fa)")
     p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt)")
     p.add_argument("--predictions", default=None,
-                   help='COCO-style results [{"image_id": id, "bbox": [x, y, w, h], "score": s}, ...] in xml numbering')
+                   help='COCO-style results [{"image_id": id, "bbox": [x, y, w, h], "score": s}, ...] in the xml\'s numbers')
     _data(p)
     p.add_argument("--split", default="test_v2")
     p.add_argument("--out", default="eval", help="output folder (metrics.json, pr_curve.png, predictions.json)")
@@ -109,6 +143,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of boxes drawn on overlays")
     p.add_argument("--accelerator", default="auto")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("ablate", help="train + evaluate every row of a paper table; writes a markdown table (resumable)")
+    p.add_argument("table", help="table3 ... table9 (configs/ablations/<table>_*.yaml) or a folder of configs")
+    p.add_argument("--budget", choices=["cpu", "paper"], default="cpu",
+                   help="cpu: overlay configs/budgets/cpu.yaml; paper: the row as written")
+    _data(p)
+    p.add_argument("--out", default="runs/ablations", help="results root (runs are shared between tables)")
+    p.add_argument("--rows", nargs="*", default=None, help="only these rows (e.g. a b f)")
+    p.add_argument("--dry-run", action="store_true", help="only rewrite the table from finished runs")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("synthesize", help="paste dense target clusters into sky regions: write a DenseSIRST-layout dataset")
+    p.add_argument("--source", required=True, help="DenseSIRST-layout root with sky masks")
+    p.add_argument("--split", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--library", default=None, help="saved target library (.npz); default: built from the split")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("show-augment", help="PNG grid of augmented training samples (boxes drawn, sky tinted)")
+    _add_config(p)
+    _data(p)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--as-trained", action="store_true", help="also apply the CPU-budget crop")
+    p.add_argument("--out", default="augment.png")
+    p.set_defaults(func=cmd_show_augment)
 
     p = sub.add_parser("flops", help="parameters and multiply-adds (backbone / neck / head)")
     _add_config(p)

@@ -63,7 +63,10 @@ DEFAULTS: dict[str, Any] = {
         "crop": None,
         "crop_p_target": 0.9,
         "num_workers": 2,
-        "bagcp": {"enabled": False},
+        # BAG-CP (paper §III-B/§IV-C, Table III row f); see irdet.data.bagcp for all parameters.
+        # library: a saved target library (.npz); null = built from train_split and cached.
+        "bagcp": {"enabled": True, "copy_paste": True, "cluster": True, "gaussian": True, "background_aware": True,
+                  "library": None},
     },
     "train": {
         "batch_size": 2,
@@ -89,10 +92,13 @@ DEFAULTS: dict[str, Any] = {
         "threads": None,
     },
     "eval": {"pdfa_score_thr": 0.5, "batch_size": 2},
+    # notes for tables (irdet ablate): a row's description and the paper's numbers for it
+    "description": "",
+    "paper": {},
 }
 
 #: Sections whose keys are not checked against DEFAULTS (each module validates its own).
-FREE_FORM = {("data", "bagcp"), ("model", "neck")}
+FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",)}
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -159,28 +165,37 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict:
-    """Load a config: DEFAULTS ← ``_base_`` files ← the file ← overrides, then validate.
+def _find(path: str | Path) -> Path:
+    """A config path; a bare name is looked up in the repository's ``configs/`` folder."""
+    p = Path(path)
+    if not p.exists() and not p.suffix:
+        for folder in (Path("configs"), Path(__file__).resolve().parent.parent / "configs"):
+            hits = sorted(folder.rglob(f"{p.name}.yaml")) if folder.is_dir() else []
+            if hits:
+                return hits[0]
+    return p
+
+
+def load_config(path: str | Path | list | None = None, overrides: Iterable[str] = ()) -> dict:
+    """Load a config: DEFAULTS ← ``_base_`` files ← the file(s) ← overrides, then validate.
 
     Args:
-        path: YAML file, or None for the defaults alone. A bare name (``bafenet_r18_densesirst``)
-            is looked up in the repository's ``configs/`` folder.
+        path: YAML file, a list of files merged in order (e.g. a row and a budget overlay),
+            or None for the defaults alone. A bare name (``bafenet_r18_densesirst``) is
+            looked up in the repository's ``configs/`` folder. The run name is the stem of
+            the first file.
         overrides: ``key.path=value`` strings.
 
     Raises:
         ConfigError: missing/invalid file, unknown key, bad override.
     """
     cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        p = Path(path)
-        if not p.exists() and not p.suffix:
-            for folder in (Path("configs"), Path(__file__).resolve().parent.parent / "configs"):
-                hits = sorted(folder.rglob(f"{p.name}.yaml")) if folder.is_dir() else []
-                if hits:
-                    p = hits[0]
-                    break
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    for i, item in enumerate(paths):
+        p = _find(item)
         cfg = merge(cfg, _read_yaml(p))
-        cfg["name"] = p.stem  # runs are named after their config file
+        if i == 0:
+            cfg["name"] = p.stem  # runs are named after their config file
     cfg = apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg

@@ -43,3 +43,12 @@ def require_data():
 def densesirst() -> Path:
     """The DenseSIRST root (skips, or fails under IRDET_REQUIRE_DATA=1, when absent)."""
     return skip_or_fail_without(DENSESIRST_ROOT, "DenseSIRST")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep BAG-CP target libraries built by tests out of the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IRDET_CACHE", str(tmp_path_factory.mktemp("irdet_cache")))
+    yield
+    mp.undo()

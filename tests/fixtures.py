@@ -10,7 +10,7 @@ from PIL import Image
 
 
 def write_xml(path: Path, boxes, size=None) -> None:
-    """Pascal-VOC xml with ``Target`` objects; ``boxes`` in xml numbering (xmin, ymin, xmax, ymax)."""
+    """Pascal-VOC xml with ``Target`` objects; ``boxes`` (xmin, ymin, xmax, ymax) in pixel edges."""
     objs = "".join(
         f"<object><name>Target</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
         f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
@@ -38,8 +38,8 @@ def make_dataset(root: Path, images: dict[str, tuple[np.ndarray, list]], split: 
         target = np.zeros((h, w), np.uint8)
         pts = []
         for xmin, ymin, xmax, ymax in boxes:
-            target[ymin - 1 : ymax, xmin - 1 : xmax] = 1
-            pts.append(f"{(xmin - 1 + xmax - 1) // 2} {(ymin - 1 + ymax - 1) // 2}")
+            target[ymin:ymax, xmin:xmax] = 1
+            pts.append(f"{(xmin + xmax - 1) // 2} {(ymin + ymax - 1) // 2}")
         Image.fromarray(target * 255).save(root / "SIRST" / "BinaryMask" / f"{image_id}_pixels0.png")
         pal = Image.fromarray(target, mode="P")
         pal.putpalette([0, 0, 0, 255, 255, 255])

@@ -30,8 +30,8 @@ def test_real_item_parsing(densesirst):
     assert item["image"].dtype == torch.float32 and 0 <= item["image"].min() and item["image"].max() <= 255
     boxes = item["boxes"]
     assert isinstance(boxes, tv_tensors.BoundingBoxes) and boxes.shape == (19, 4)
-    # first object of the xml: 825 288 829 291 -> pixel edges (824, 287, 829, 291)
-    assert boxes[0].tolist() == [824.0, 287.0, 829.0, 291.0]
+    # first object of the xml: 825 288 829 291, read as pixel edges
+    assert boxes[0].tolist() == [825.0, 288.0, 829.0, 291.0]
     assert item["labels"].tolist() == [0] * 19
     assert set(item["sky_mask"].unique().tolist()) <= {0, 1}
     assert item["points"].shape == (19, 2)
@@ -141,16 +141,17 @@ def test_missing_and_malformed_xml(tmp_path):
         DenseSIRST(root, "test_v2")[0]
 
 
-def test_degenerate_box_is_reported(tmp_path):
-    root = _one_image(tmp_path, boxes=((10, 10, 12, 12), (20, 10, 15, 12)))
+@pytest.mark.parametrize("bad", [(20, 10, 15, 12), (10, 10, 10, 12), (10, 12, 11, 12)])
+def test_degenerate_box_is_reported(tmp_path, bad):
+    root = _one_image(tmp_path, boxes=((10, 10, 12, 12), bad))
     with pytest.raises(DataError, match=r"a\.xml: object 1 is a degenerate box"):
         DenseSIRST(root, "test_v2")[0]
 
 
 def test_one_pixel_box_is_legal(tmp_path):
-    root = _one_image(tmp_path, boxes=((10, 10, 10, 10),))
+    root = _one_image(tmp_path, boxes=((10, 10, 11, 11),))
     item = DenseSIRST(root, "test_v2")[0]
-    assert item["boxes"].tolist() == [[9.0, 9.0, 10.0, 10.0]]  # width 1 = VOC "+1" width
+    assert item["boxes"].tolist() == [[10.0, 10.0, 11.0, 11.0]]
 
 
 def test_box_outside_image_is_reported(tmp_path):
@@ -195,7 +196,7 @@ def test_points_and_xml_conventions(tmp_path):
     assert read_points(path).tolist() == [[10.0, 20.0], [3.0, 4.0]]
     write_xml(tmp_path / "b.xml", [(1, 2, 3, 5)])
     boxes, names = read_voc_xml(tmp_path / "b.xml")
-    assert boxes.tolist() == [[0.0, 1.0, 3.0, 5.0]] and names == ["Target"]
+    assert boxes.tolist() == [[1.0, 2.0, 3.0, 5.0]] and names == ["Target"]
 
 
 def test_data_root_errors(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ import torch
 
 from fixtures import link_dataset, read_split
 from irdet.cli import main
-from irdet.metrics import edges_to_voc, gt_to_results, save_results
+from irdet.metrics import gt_to_results, save_results
 from irdet.data.densesirst import DenseSIRST
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -69,7 +69,7 @@ def test_train_resume_evaluate_detect(small_root, tmp_path, capsys):
     ds = DenseSIRST(small_root, "test_v2", sky_mask=None)
     boxes, _ = ds.ground_truth()
     gt_file = tmp_path / "gt.json"
-    save_results(gt_file, gt_to_results({i: edges_to_voc(b) for i, b in boxes.items()}))
+    save_results(gt_file, gt_to_results({i: b for i, b in boxes.items()}))
     assert main(["evaluate", "--predictions", str(gt_file), "--data", str(small_root), "--split", "test_v2",
                  "--out", str(tmp_path / "gt_eval")]) == 0
     gt_metrics = json.loads((tmp_path / "gt_eval" / "metrics.json").read_text())

@@ -14,7 +14,6 @@ from irdet.errors import DataError
 from irdet.metrics import (
     box_iou,
     dets_to_results,
-    edges_to_voc,
     eval_voc,
     evaluate,
     format_table,
@@ -26,7 +25,6 @@ from irdet.metrics import (
     results_to_dets,
     save_results,
     voc_ap,
-    voc_to_edges,
     write_report,
 )
 
@@ -49,14 +47,6 @@ def test_iou_plus_one_hand_cases():
     assert box_iou(np.zeros((0, 4)), [[1, 1, 2, 2]]).shape == (0, 1)
     with pytest.raises(ValueError):
         box_iou([[1, 2, 3]], [[1, 1, 2, 2]])
-
-
-def test_edges_voc_round_trip():
-    edges = np.array([[4.0, 9.0, 5.0, 12.0], [0.0, 0.0, 1.5, 2.25]], dtype=np.float32)
-    voc = edges_to_voc(edges)
-    np.testing.assert_array_equal(voc, [[5, 10, 5, 12], [1, 1, 1.5, 2.25]])
-    np.testing.assert_array_equal(voc_to_edges(voc), edges)
-    assert edges_to_voc(np.zeros((0, 4))).shape == (0, 4)
 
 
 # --------------------------------------------------------------------------- AP
@@ -365,7 +355,7 @@ def test_real_densesirst_gt_scores_one(tmp_path, require_data, densesirst):
     gts, sizes = {}, {}
     for image_id in ids:
         edges, _ = read_voc_xml(root / "SIRST" / "BBox" / f"{image_id}.xml")
-        gts[image_id] = edges_to_voc(edges)
+        gts[image_id] = edges
         with Image.open(root / "PNGImages" / f"{image_id}.png") as im:
             sizes[image_id] = (im.height, im.width)
     assert sum(len(b) for b in gts.values()) > 0

@@ -8,12 +8,15 @@ Conventions used everywhere in irdet (documented once, here):
   own [min, max] to [0, 255] without quantisation (irdet extension: a raw 14-bit sensor
   frame would otherwise look black after a fixed ``/257`` scaling).
 * **Boxes** are ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` in *pixel-edge* coordinates of the
-  original image: pixel column ``i`` (0-based) covers ``[i, i + 1)``. A Pascal-VOC xml box
-  ``xmin..xmax`` (1-based, inclusive) becomes ``x1 = xmin - 1, x2 = xmax``, so its width
-  ``x2 - x1 = xmax - xmin + 1`` is exactly the VOC "+1" width used by the metric
-  (:mod:`irdet.metrics.voc`). The DenseSIRST reference code (MMDetection) instead keeps
-  ``(xmin - 1, ..., xmax - 1)``; both give the same IoU under their own convention, ours
-  also stays exact under flips and resizes (torchvision's continuous convention).
+  original image: pixel column ``i`` (0-based) covers ``[i, i + 1)``. DenseSIRST's xml
+  numbers are already of this kind: measured against the target masks, ``xmin`` is the
+  first target column (0-based) and ``xmax`` the last column + 1 for 13,634 of the 13,655
+  boxes (the other 21 are shifted by one pixel), so boxes are read as written. (The
+  reference code, MMDetection, subtracts 1 from all four numbers, which shifts every box one
+  pixel up-left of its target; its VOC metric then measures widths as ``xmax − xmin + 1``.
+  irdet's metric keeps that "+1" formula on the xml numbers, see :mod:`irdet.metrics.voc`, so
+  the scores are the reference's.) Edge coordinates stay exact under torchvision's flips and
+  resizes.
 * **Points** are ``(N, 2)`` float32 ``(x, y)`` in *pixel-index* coordinates, as in the
   Point_label files (``col row``, 0-based): the centre of pixel column ``i`` is ``x = i``,
   i.e. pixel-edge ``x + 0.5``. This is torchvision's ``KeyPoints`` convention (its flip maps
@@ -147,18 +150,18 @@ def read_voc_xml(path, image_size: tuple[int, int] | None = None) -> tuple[np.nd
     boxes, names = [], []
     for k, obj in enumerate(root.iter("object")):
         xmin, ymin, xmax, ymax = (_xml_int(obj, t, path, k) for t in ("xmin", "ymin", "xmax", "ymax"))
-        if xmax < xmin or ymax < ymin:
+        if xmax <= xmin or ymax <= ymin:
             raise DataError(
                 path, f"object {k} is a degenerate box (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})"
             )
         if image_size is not None:
             h, w = image_size
-            if xmin < 0 or ymin < 0 or xmax > w + 1 or ymax > h + 1:
+            if xmin < 0 or ymin < 0 or xmax > w or ymax > h:
                 raise DataError(
                     path,
                     f"object {k} ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies outside the {w}x{h} image",
                 )
-        boxes.append((xmin - 1.0, ymin - 1.0, xmax, ymax))
+        boxes.append((xmin, ymin, xmax, ymax))
         name = obj.findtext("name")
         names.append(name if name is not None else "Target")
     arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

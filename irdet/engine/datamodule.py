@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import lightning as L
@@ -13,11 +15,22 @@ from irdet.data.transforms import build_test_transforms, build_train_transforms,
 __all__ = ["DenseSIRSTDataModule", "build_bagcp_transform", "test_transforms_from_cfg"]
 
 
-def build_bagcp_transform(cfg: dict, root: Path, cache_dir: Path | None):
+def library_cache_path(root: Path, split: str) -> Path:
+    """Cache file of the target library built from ``root``/``split``.
+
+    ``$IRDET_CACHE`` (default ``~/.cache/irdet``) / ``target_library_<split>_<hash of the
+    resolved root>.npz``.
+    """
+    base = Path(os.environ.get("IRDET_CACHE") or Path.home() / ".cache" / "irdet")
+    digest = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:10]
+    return base / f"target_library_{split}_{digest}.npz"
+
+
+def build_bagcp_transform(cfg: dict, root: Path):
     """BAG-CP transform from ``data.bagcp`` (None when disabled).
 
     The target library is ``data.bagcp.library`` when given, else built from the training
-    split's boxes and cached as ``<cache_dir>/target_library_<split>.npz``.
+    split's boxes once and cached (:func:`library_cache_path`).
     """
     bcfg = dict(cfg["data"].get("bagcp") or {})
     if not bcfg.get("enabled", False) or not bcfg.get("copy_paste", True):
@@ -30,11 +43,12 @@ def build_bagcp_transform(cfg: dict, root: Path, cache_dir: Path | None):
     if lib_path:
         library = TargetLibrary.load(lib_path)
     else:
-        cache = Path(cache_dir or ".") / f"target_library_{split}.npz"
+        cache = library_cache_path(root, split)
         if cache.is_file():
             library = TargetLibrary.load(cache)
         else:
-            library = build_target_library(root, split)
+            print(f"[irdet] building the BAG-CP target library from {root} / {split} (cached in {cache})")
+            library = build_target_library(root, split, progress=True)
             library.save(cache)
     return build_bagcp(bcfg, library)
 
@@ -52,14 +66,12 @@ class DenseSIRSTDataModule(L.LightningDataModule):
     Args:
         cfg: full config dict (see :mod:`irdet.config`).
         root: dataset root (DenseSIRST layout).
-        cache_dir: where a target library built on the fly is cached (the run directory).
     """
 
-    def __init__(self, cfg: dict, root: Path, cache_dir: Path | None = None):
+    def __init__(self, cfg: dict, root: Path):
         super().__init__()
         self.cfg = cfg
         self.root = Path(root)
-        self.cache_dir = cache_dir
         self.train_set = self.val_set = self.test_set = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -68,7 +80,7 @@ class DenseSIRSTDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             train_tf = build_train_transforms(
                 d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
-                bagcp=build_bagcp_transform(self.cfg, self.root, self.cache_dir),
+                bagcp=build_bagcp_transform(self.cfg, self.root),
                 crop=d["crop"], crop_p_target=d["crop_p_target"], pad_divisor=d["pad_divisor"],
             )
             base = DenseSIRST(self.root, d["train_split"], sky_mask=sky, transforms=train_tf)

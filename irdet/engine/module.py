@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from irdet.engine.optim import build_optimizer, build_scheduler
-from irdet.metrics import edges_to_voc, evaluate
+from irdet.metrics import evaluate
 from irdet.models.detector import build_detector
 
 __all__ = ["DetectorModule", "gather_predictions"]
@@ -83,7 +83,7 @@ class DetectorModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         for item in self._predict(batch):
-            self._val_preds[item["image_id"]] = (edges_to_voc(item["boxes"]), item["scores"])
+            self._val_preds[item["image_id"]] = (item["boxes"], item["scores"])
 
     def on_validation_epoch_end(self) -> None:
         preds = gather_predictions(self._val_preds)
@@ -94,7 +94,7 @@ class DetectorModule(L.LightningModule):
             self._val_ground_truth = self.trainer.datamodule.val_set.ground_truth()
         boxes, sizes = self._val_ground_truth
         ids = [i for i in boxes if i in preds] if self.trainer.limit_val_batches not in (None, 1.0) else list(boxes)
-        gts = {i: edges_to_voc(boxes[i]) for i in ids}
+        gts = {i: boxes[i] for i in ids}
         dets = {i: preds.get(i, (np.zeros((0, 4)), np.zeros(0))) for i in ids}
         m = evaluate(gts, dets, {i: sizes[i] for i in ids}, pdfa_score_thr=self.config["eval"]["pdfa_score_thr"])
         for key in ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"):

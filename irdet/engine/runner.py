@@ -18,7 +18,7 @@ from irdet.data.transforms import collate
 from irdet.engine.datamodule import DenseSIRSTDataModule, test_transforms_from_cfg
 from irdet.engine.module import DetectorModule
 from irdet.errors import DataError
-from irdet.metrics import dets_to_results, edges_to_voc, evaluate, load_results, save_results, write_report
+from irdet.metrics import dets_to_results, evaluate, load_results, save_results, write_report
 from irdet.visualize import overlay
 
 __all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect"]
@@ -67,7 +67,7 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     _set_threads(t)
     L.seed_everything(int(t["seed"]), workers=True)
     module = DetectorModule(cfg)
-    datamodule = DenseSIRSTDataModule(cfg, root, cache_dir=out_dir)
+    datamodule = DenseSIRSTDataModule(cfg, root)
     callbacks = [
         ModelCheckpoint(ckpt_dir, filename="best", monitor="val/mAP07", mode="max", save_top_k=1, auto_insert_metric_name=False),
         ModelCheckpoint(ckpt_dir, filename="last", every_n_train_steps=int(t["checkpoint_every_n_steps"]), save_top_k=1,
@@ -123,7 +123,7 @@ def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: s
 
 
 def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr: float) -> dict:
-    gts = {i: edges_to_voc(b) for i, b in gts_edges.items()}
+    gts = {i: b for i, b in gts_edges.items()}
     metrics = evaluate(gts, dets, sizes, pdfa_score_thr=pdfa_score_thr)
     write_report(out, metrics)
     return metrics
@@ -139,7 +139,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test_
     dataset = DenseSIRST(root, split, sky_mask=None, transforms=test_transforms_from_cfg(cfg))
     gts, sizes = dataset.ground_truth()  # validate every annotation before spending time on inference
     preds = predict(module, dataset, batch_size or cfg["eval"]["batch_size"], accelerator, num_workers)
-    dets = {p["image_id"]: (edges_to_voc(p["boxes"]), p["scores"]) for p in preds}
+    dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in preds}
     missing = set(dataset.ids) - set(dets)
     if missing:  # never drop an image silently
         raise RuntimeError(f"{len(missing)} images of {split} got no prediction pass: {sorted(missing)[:5]}")
@@ -169,7 +169,7 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
            batch_size: int = 1, num_workers: int = 2) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode).
 
-    Writes ``out/detections.json`` (results format, all kept detections, xml numbering) and
+    Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers) and
     ``out/overlays/<image id>.png`` (boxes with score ≥ ``score_thr``; sky tinted for BAFE-Net).
 
     Returns:
@@ -179,7 +179,7 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
     dataset = ImageFolder(inputs, transforms=test_transforms_from_cfg(module.config))
     preds = predict(module, dataset, batch_size, accelerator, num_workers)
     out = Path(out)
-    dets = {p["image_id"]: (edges_to_voc(p["boxes"]), p["scores"]) for p in preds}
+    dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in preds}
     save_results(out / "detections.json", dets_to_results(dets))
     for p in tqdm(preds, desc="overlays", unit="img"):
         keep = p["scores"] >= score_thr

@@ -1,9 +1,9 @@
 """Single-frame detection metrics (SPEC §6).
 
-All boxes given to these functions are ``(N, 4)`` ``(xmin, ymin, xmax, ymax)`` in **VOC xml
-numbering** (1-based, inclusive pixel corners, pixels of the original image) and IoU uses
-the VOC "+1" convention by default; convert irdet's pixel-edge boxes with
-:func:`edges_to_voc`. Detections are ``{image_id: ((M, 4) boxes, (M,) scores)}``, ground
+All boxes given to these functions are ``(N, 4)`` ``(xmin, ymin, xmax, ymax)`` in the xml's
+own numbers, which for DenseSIRST are irdet's pixel-edge coordinates of the original image
+(:mod:`irdet.data.io`), and IoU uses the reference's VOC "+1" formula by default
+(:mod:`irdet.metrics.voc`). Detections are ``{image_id: ((M, 4) boxes, (M,) scores)}``, ground
 truth ``{image_id: (N, 4) boxes}``.
 
 * :mod:`irdet.metrics.voc`: MMDetection ``eval_map`` replica (mAP07, mAP12, recall);
@@ -15,12 +15,10 @@ truth ``{image_id: (N, 4) boxes}``.
 from irdet.metrics.pdfa import pd_fa
 from irdet.metrics.report import evaluate, format_table, plot_pr_curve, write_report
 from irdet.metrics.results import dets_to_results, gt_to_results, load_results, results_to_dets, save_results
-from irdet.metrics.voc import box_iou, edges_to_voc, eval_voc, match_detections, voc_ap, voc_to_edges
+from irdet.metrics.voc import box_iou, eval_voc, match_detections, voc_ap
 
 __all__ = [
     "box_iou",
-    "edges_to_voc",
-    "voc_to_edges",
     "voc_ap",
     "match_detections",
     "eval_voc",

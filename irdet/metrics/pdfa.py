@@ -44,8 +44,8 @@ def pd_fa(
     unmatched target centroid at distance ``< dist_thr`` px, one-to-one).
 
     Args:
-        gts: ``{image_id: (N, 4) boxes}``, VOC xml numbering ``(xmin, ymin, xmax, ymax)``,
-            1-based inclusive, pixels. Every image is evaluated.
+        gts: ``{image_id: (N, 4) boxes}``, xml numbers ``(xmin, ymin, xmax, ymax)``
+            (pixel edges), pixels. Every image is evaluated.
         dets: ``{image_id: ((M, 4) boxes, (M,) scores)}``, same convention; images absent
             here have no detections.
         image_sizes: ``{image_id: (H, W)}`` in pixels for every image of ``gts``.

@@ -1,7 +1,7 @@
 """One-call evaluation of single-frame detections, text table, PR plot and report files.
 
 Conventions as in :mod:`irdet.metrics.voc`: boxes are ``(xmin, ymin, xmax, ymax)`` in VOC
-xml numbering (1-based inclusive, pixels of the original image), VOC "+1" IoU.
+xml's numbers (pixel edges of the original image), VOC "+1" IoU.
 Source: SPEC §6 (DenseSIRST Table II protocol) plus irdet extensions (AP75, Pd/Fa, report).
 """
 
@@ -33,7 +33,7 @@ def evaluate(
     counted in ``images_without_detections``); no image is dropped.
 
     Args:
-        gts: ``{image_id: (N, 4) boxes}``, VOC xml numbering, pixels (N may be 0).
+        gts: ``{image_id: (N, 4) boxes}``, xml numbers, pixels (N may be 0).
         dets: ``{image_id: ((M, 4) boxes, (M,) scores)}``, same convention, scores in
             [0, 1]; all detections are used for the AP metrics.
         image_sizes: ``{image_id: (H, W)}`` pixels, for every image of ``gts`` (Fa).

@@ -5,16 +5,17 @@ A results file is a JSON list with one object per detection::
     [{"image_id": "20210725-S1-561", "bbox": [x, y, w, h], "score": 0.93, "category_id": 1}, ...]
 
 * ``image_id``: the DenseSIRST image id (a string, the xml/png stem);
-* ``bbox``: ``x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin`` in the VOC xml's own
-  numbers (1-based inclusive corners, pixels of the original image). ``w = 0`` / ``h = 0``
-  is legal (a 1-pixel-wide box); negative ``w`` / ``h`` is an error. Written this way, the
-  ground truth itself scores mAP 1.0;
+* ``bbox``: ``x = xmin, y = ymin, w = xmax - xmin, h = ymax - ymin`` in the xml's own
+  numbers (for DenseSIRST: pixel-edge coordinates of the original image, see
+  :mod:`irdet.data.io`). ``w = 0`` / ``h = 0`` is accepted (the "+1" metric gives it a
+  1-pixel width); negative ``w`` / ``h`` is an error. Written this way, the ground truth
+  itself scores mAP 1.0;
 * ``score``: confidence in [0, 1];
 * ``category_id``: optional, must be 1 (single class "Target") when present.
 Other keys are ignored.
 
 In memory, detections are ``{image_id: ((M, 4) boxes, (M,) scores)}`` with boxes
-``(xmin, ymin, xmax, ymax)`` in VOC xml numbering (see :mod:`irdet.metrics.voc`).
+``(xmin, ymin, xmax, ymax)`` in the xml's numbers (see :mod:`irdet.metrics.voc`).
 Source: COCO results format, adapted by irdet (string ids, VOC numbering; irdet extension).
 """
 
@@ -41,7 +42,7 @@ def dets_to_results(dets: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[d
 
     Args:
         dets: ``{image_id: ((M, 4) boxes, (M,) scores)}``, boxes ``(xmin, ymin, xmax, ymax)``
-            in VOC xml numbering (pixels), scores in [0, 1].
+            in xml numbers (pixels), scores in [0, 1].
 
     Returns:
         list of ``{"image_id", "bbox": [xmin, ymin, xmax - xmin, ymax - ymin], "score",
@@ -66,7 +67,7 @@ def gt_to_results(gts: Mapping[str, np.ndarray]) -> list[dict]:
     """Ground truth as a results list (score 1.0 for every box).
 
     Args:
-        gts: ``{image_id: (N, 4) boxes}``, VOC xml numbering, pixels.
+        gts: ``{image_id: (N, 4) boxes}``, xml numbers, pixels.
 
     Returns:
         results list (see :func:`dets_to_results`); evaluated against ``gts`` it scores
@@ -102,7 +103,7 @@ def results_to_dets(results, source="<results>") -> dict[str, tuple[np.ndarray, 
 
     Returns:
         ``{image_id: ((M, 4) float64 boxes (xmin, ymin, xmax = x + w, ymax = y + h),
-        (M,) float64 scores)}`` in VOC xml numbering, images in order of first appearance,
+        (M,) float64 scores)}`` in xml numbers, images in order of first appearance,
         detections in file order. Images with no entry are absent (they count as images
         without detections in :func:`irdet.metrics.evaluate`).
 
@@ -156,7 +157,7 @@ def load_results(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         path: the ``.json`` results file (see module docstring for the format).
 
     Returns:
-        ``{image_id: ((M, 4) boxes, (M,) scores)}``, VOC xml numbering, pixels (see
+        ``{image_id: ((M, 4) boxes, (M,) scores)}``, xml numbers, pixels (see
         :func:`results_to_dets`).
 
     Raises:

@@ -6,14 +6,15 @@ reference code reports (SPEC §6). Source: MMDetection ``eval_map`` / PASCAL VOC
 
 Coordinate convention of the whole metric API (:mod:`irdet.metrics`):
 
-* Boxes are ``(N, 4)`` arrays ``(xmin, ymin, xmax, ymax)`` in **VOC xml numbering**:
-  1-based, inclusive pixel corners, in pixels of the original image (floats allowed, e.g.
-  for predictions).
-* With ``plus_one=True`` (the default, VOC "+1" convention) a box is
-  ``xmax - xmin + 1`` pixels wide and the intersection width of two boxes is
-  ``max(0, min(xmax) - max(xmin) + 1)``; a 1-pixel box ``(5, 5, 5, 5)`` has area 1.
-* irdet's internal pixel-edge boxes ``(x1, y1, x2, y2)`` (``x1 = xmin - 1``, ``x2 = xmax``,
-  see :mod:`irdet.data.io`) are converted with :func:`edges_to_voc` / :func:`voc_to_edges`.
+* Boxes are ``(N, 4)`` arrays ``(xmin, ymin, xmax, ymax)`` in the **xml's own numbers**,
+  which for DenseSIRST are irdet's pixel-edge coordinates (see :mod:`irdet.data.io`), in
+  pixels of the original image (floats allowed, e.g. for predictions).
+* With ``plus_one=True`` (the default: the VOC "+1" formula of the reference metric) a
+  box is ``xmax - xmin + 1`` pixels wide and the intersection width of two boxes is
+  ``max(0, min(xmax) - max(xmin) + 1)``; ``(5, 5, 5, 5)`` has area 1. Applied to
+  pixel-edge numbers this enlarges every box (ground truth and prediction alike) by one
+  pixel in each dimension, exactly as the reference does with its own (shifted) boxes, so
+  scores match the reference's; ``plus_one=False`` gives the plain continuous IoU.
 
 Differences from MMDetection (all deliberate, none changes a result except on exact ties):
 
@@ -31,8 +32,6 @@ from collections.abc import Mapping
 import numpy as np
 
 __all__ = [
-    "edges_to_voc",
-    "voc_to_edges",
     "box_iou",
     "voc_ap",
     "match_detections",
@@ -58,51 +57,11 @@ def _as_scores(scores, n: int, what: str = "scores") -> np.ndarray:
     return arr
 
 
-def edges_to_voc(boxes) -> np.ndarray:
-    """Convert irdet pixel-edge boxes to VOC xml numbering.
-
-    Args:
-        boxes: ``(N, 4)`` ``(x1, y1, x2, y2)`` pixel-edge coordinates in pixels (pixel
-            column ``i``, 0-based, covers ``[i, i + 1)``; see :mod:`irdet.data.io`).
-
-    Returns:
-        ``(N, 4)`` float64 ``(xmin, ymin, xmax, ymax) = (x1 + 1, y1 + 1, x2, y2)``, 1-based
-        inclusive corners. Exact inverse of :func:`voc_to_edges`.
-
-    Raises:
-        ValueError: ``boxes`` is not ``(N, 4)``.
-
-    Source: irdet convention (SPEC §6).
-    """
-    b = _as_boxes(boxes).copy()
-    b[:, :2] += 1.0
-    return b
-
-
-def voc_to_edges(boxes) -> np.ndarray:
-    """Convert VOC xml boxes ``(xmin, ymin, xmax, ymax)`` to pixel-edge ``(xmin - 1, ymin - 1, xmax, ymax)``.
-
-    Args:
-        boxes: ``(N, 4)`` VOC xml numbering (1-based, inclusive), pixels.
-
-    Returns:
-        ``(N, 4)`` float64 pixel-edge boxes. Exact inverse of :func:`edges_to_voc`.
-
-    Raises:
-        ValueError: ``boxes`` is not ``(N, 4)``.
-
-    Source: irdet convention (SPEC §6).
-    """
-    b = _as_boxes(boxes).copy()
-    b[:, :2] -= 1.0
-    return b
-
-
 def box_iou(boxes1, boxes2, plus_one: bool = True) -> np.ndarray:
     """Pairwise IoU of two sets of boxes.
 
     Args:
-        boxes1: ``(N, 4)`` ``(xmin, ymin, xmax, ymax)``, VOC xml numbering, pixels.
+        boxes1: ``(N, 4)`` ``(xmin, ymin, xmax, ymax)``, xml numbers, pixels.
         boxes2: ``(M, 4)``, same convention.
         plus_one: True (default) for the VOC "+1" convention (width ``xmax - xmin + 1``,
             intersection width ``max(0, min(xmax) - max(xmin) + 1)``); False for the
@@ -183,9 +142,9 @@ def match_detections(det_boxes, det_scores, gt_boxes, iou_thr: float = 0.5, plus
     detection is a FP.
 
     Args:
-        det_boxes: ``(M, 4)`` detections, VOC xml numbering, pixels.
+        det_boxes: ``(M, 4)`` detections, xml numbers, pixels.
         det_scores: ``(M,)`` confidences (any real values; only their order matters).
-        gt_boxes: ``(N, 4)`` ground truth, VOC xml numbering, pixels.
+        gt_boxes: ``(N, 4)`` ground truth, xml numbers, pixels.
         iou_thr: IoU threshold in [0, 1].
         plus_one: VOC "+1" IoU convention (see :func:`box_iou`).
 
@@ -238,7 +197,7 @@ def eval_voc(
     (``eps`` = float32 machine epsilon, as in MMDetection).
 
     Args:
-        gts: ``{image_id: (N, 4) boxes}``, VOC xml numbering, pixels (N may be 0).
+        gts: ``{image_id: (N, 4) boxes}``, xml numbers, pixels (N may be 0).
         dets: ``{image_id: ((M, 4) boxes, (M,) scores)}``, same convention; scores are
             the detector confidences (every detection given is kept: apply any score
             threshold before).

@@ -1,0 +1,205 @@
+"""Run a table of configs (train → evaluate on the test split) and write a markdown table.
+
+``irdet ablate TABLE --budget {cpu,paper}``: the rows of ``TABLE`` are the YAML files
+``configs/ablations/<TABLE>_*.yaml`` (e.g. ``table3`` → ``table3_a.yaml`` … ``table3_f.yaml``)
+or, if TABLE is a folder, every YAML file in it. Each row file may carry ``description``
+and ``paper`` (the paper's numbers for that row) beside the usual config keys.
+
+Budgets: ``paper`` runs the row as written; ``cpu`` overlays ``configs/budgets/cpu.yaml``
+(the CPU budget shared by every ``_cpu`` config).
+
+Runs are stored by the hash of their resolved config (without names, descriptions, paper
+numbers and thread/worker counts), so identical rows of different tables (e.g. Table III a
+and Table IV a), and a ``_cpu`` config identical to a row, are trained once. Finished runs
+(``result.json`` present) are never re-run; an interrupted run resumes from its
+``last.ckpt``. A run being trained by another process (lock file) is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from irdet.config import load_config
+from irdet.data.io import atomic_write_bytes, atomic_write_json
+from irdet.errors import ConfigError
+from irdet.models.detector import BAFE_KEYS
+
+__all__ = ["table_rows", "config_key", "run_row", "ablate", "format_markdown"]
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_weight"))
+_IGNORED = (("name",), ("description",), ("paper",), ("train", "threads"), ("data", "num_workers"), ("data", "root"))
+
+
+def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:
+    """Row config files of ``table`` (see module docstring).
+
+    Raises:
+        ConfigError: no row files found.
+    """
+    folder = Path(table)
+    rows = sorted(folder.glob("*.yaml")) if folder.is_dir() else sorted((configs_dir / "ablations").glob(f"{table}_*.yaml"))
+    if not rows:
+        raise ConfigError(f"no configs for table {table!r} (looked for {configs_dir / 'ablations'}/{table}_*.yaml or a folder)")
+    return rows
+
+
+def config_key(cfg: dict) -> str:
+    """10-hex-digit hash of a resolved config, ignoring names, notes and thread/worker counts.
+
+    Settings of switched-off parts are normalised away (a disabled BAG-CP, the BAFE keys of
+    an FCOS head, the exchange keys without exchange), so equal experiments get equal keys.
+    """
+    c = copy.deepcopy(cfg)
+    for path in _IGNORED:
+        node = c
+        for part in path[:-1]:
+            node = node.get(part, {})
+        node.pop(path[-1], None)
+    bagcp = c["data"].get("bagcp") or {}
+    if not bagcp.get("enabled", False) or not bagcp.get("copy_paste", True):
+        c["data"]["bagcp"] = {"enabled": False}
+    head = c["model"]["head"]
+    if not head.get("seg_head", True):
+        head = {k: v for k, v in head.items() if k not in BAFE_KEYS and k != "exchange"}
+    elif not head.get("exchange", True):
+        head = {k: v for k, v in head.items() if k not in EXCHANGE_KEYS}
+    c["model"]["head"] = head
+    return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def budget_config(row: Path, budget: str, overrides=(), configs_dir: Path = REPO_CONFIGS) -> dict:
+    """A row's config under ``budget`` (``paper``: as written; other: + ``configs/budgets/<budget>.yaml``)."""
+    if budget == "paper":
+        return load_config(row, overrides)
+    overlay = configs_dir / "budgets" / f"{budget}.yaml"
+    if not overlay.is_file():
+        raise ConfigError(f"{overlay}: budget file not found")
+    return load_config([row, overlay], overrides)
+
+
+class _Lock:
+    """Exclusive lock file (``O_EXCL``); a lock of a dead process is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                    os.kill(pid, 0)
+                    return False  # alive
+                except (ValueError, ProcessLookupError, FileNotFoundError):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                except PermissionError:
+                    return False
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            self.held = True
+            return True
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | None = None) -> dict | None:
+    """Train (or resume) and evaluate one config; returns its ``result.json`` content.
+
+    Returns None when another process holds the run's lock.
+    """
+    from irdet.engine.runner import evaluate_checkpoint, train
+    from irdet.models.complexity import complexity
+    from irdet.models.detector import build_detector
+
+    key = config_key(cfg)
+    run = runs_dir / key
+    result_file = run / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    lock = _Lock(run / ".lock")
+    if not lock.acquire():
+        return None
+    try:
+        last = run / "checkpoints" / "last.ckpt"
+        train(cfg, data=data, out=run, resume=True if last.is_file() else None)
+        best = run / "checkpoints" / "best.ckpt"
+        split = split or cfg["data"]["test_split"]
+        metrics = evaluate_checkpoint(best if best.is_file() else last, data, split, run / f"eval_{split}")
+        stats = complexity(build_detector(cfg["model"]), cfg["data"]["img_size"])
+        result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if best.is_file() else "last",
+                  **{k: metrics[k] for k in ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa")},
+                  "params": stats["params"], "macs": stats["macs"]}
+        atomic_write_json(result_file, result)
+        return result
+    finally:
+        lock.release()
+
+
+def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict | None]]) -> str:
+    """Markdown table of measured rows beside the paper's numbers."""
+    lines = [f"### {table} (budget: {budget})", "",
+             "| row | description | mAP07 | recall | mAP12 | params (M) | GMACs | paper mAP07 | paper recall07 | paper mAP12 | run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path, cfg, res in rows:
+        p = cfg.get("paper") or {}
+
+        def f(v, nd=3):
+            return "–" if v is None else f"{v:.{nd}f}"
+
+        if res is None:
+            measured = "not run | – | – | – | –"
+        else:
+            measured = f"{f(res['mAP07'])} | {f(res['recall'])} | {f(res['mAP12'])} | {res['params'] / 1e6:.2f} | {res['macs'] / 1e9:.2f}"
+        lines.append(f"| {path.stem} | {cfg.get('description', '')} | {measured} | {f(p.get('mAP07'))} | "
+                     f"{f(p.get('recall07'))} | {f(p.get('mAP12'))} | {res['key'] if res else config_key(cfg)} |")
+    return "\n".join(lines) + "\n"
+
+
+def ablate(table: str, budget: str = "cpu", data: str | None = None, out: str | Path = "runs/ablations",
+           overrides=(), rows: list[str] | None = None, dry_run: bool = False) -> Path:
+    """Train and evaluate every row of ``table`` not yet done; write ``<out>/<budget>/<table>.md``.
+
+    Args:
+        rows: optional subset of row names (file stems or their suffix after ``<table>_``).
+        dry_run: only (re)write the table from finished runs.
+
+    Returns:
+        the markdown file.
+    """
+    out = Path(out) / budget
+    runs_dir = out / "runs"
+    selected = []
+    for path in table_rows(table):
+        short = path.stem.split("_", 1)[-1]
+        if rows and path.stem not in rows and short not in rows:
+            continue
+        selected.append((path, budget_config(path, budget, overrides)))
+    results = []
+    for path, cfg in selected:
+        done = runs_dir / config_key(cfg) / "result.json"
+        res = json.loads(done.read_text()) if done.is_file() else None
+        if res is None and not dry_run:
+            print(f"[ablate] {table}: row {path.stem} -> run {config_key(cfg)}")
+            res = run_row(cfg, runs_dir, data)
+            if res is None:
+                print(f"[ablate] run {config_key(cfg)} is being trained by another process: skipped")
+        results.append((path, cfg, res))
+    name = Path(table).name
+    md = out / f"{name}.md"
+    atomic_write_bytes(md, format_markdown(name, budget, results).encode())
+    atomic_write_json(out / f"{name}.json", [{"row": p.stem, "key": config_key(c), "result": r} for p, c, r in results])
+    return md
