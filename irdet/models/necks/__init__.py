@@ -1,5 +1,6 @@
-"""Feature pyramid necks: :class:`FPN` (vanilla) and BP-FPN (GILS + DGR)."""
+"""Feature pyramid necks: :class:`FPN` (vanilla) and :class:`BPFPN` (BP-FPN: GILS + DGR, SPEC §5)."""
 
+from irdet.models.necks.bpfpn import BPFPN
 from irdet.models.necks.fpn import FPN
 
-__all__ = ["FPN"]
+__all__ = ["FPN", "BPFPN"]
