@@ -98,7 +98,8 @@ class DetectorModule(L.LightningModule):
         dets = {i: preds.get(i, (np.zeros((0, 4)), np.zeros(0))) for i in ids}
         m = evaluate(gts, dets, {i: sizes[i] for i in ids}, pdfa_score_thr=self.config["eval"]["pdfa_score_thr"])
         for key in ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"):
-            self.log(f"val/{key}", float(m[key]), prog_bar=key in ("mAP07", "recall"), sync_dist=False, rank_zero_only=True)
+            # every rank computed the same value from the gathered predictions
+            self.log(f"val/{key}", float(m[key]), prog_bar=key in ("mAP07", "recall"), sync_dist=True)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         return self._predict(batch)
