@@ -1,0 +1,99 @@
+"""irdet ablate: row discovery, config keys, resumability, de-duplication, markdown output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from irdet.config import load_config
+from irdet.engine import ablate as ab
+from irdet.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_table_row_loads_and_builds():
+    from irdet.models.detector import build_detector
+
+    counts = {t: len(ab.table_rows(t)) for t in ("table3", "table4", "table5", "table6", "table7", "table8", "table9")}
+    assert counts == {"table3": 6, "table4": 4, "table5": 4, "table6": 4, "table7": 3, "table8": 9, "table9": 4}
+    for t in counts:
+        for row in ab.table_rows(t):
+            cfg = ab.budget_config(row, "cpu")
+            assert cfg["paper"]["mAP07"] > 0 and cfg["description"]
+            assert cfg["data"]["crop"] == [256, 256] and cfg["train"]["max_epochs"] == 4
+    build_detector(ab.budget_config(CONFIGS / "ablations" / "table6_c.yaml", "cpu")["model"])
+
+
+def test_identical_experiments_share_a_key():
+    key = lambda p: ab.config_key(ab.budget_config(CONFIGS / "ablations" / p, "cpu"))  # noqa: E731
+    assert key("table3_a.yaml") == key("table4_a.yaml")
+    assert len({key(f"table{t}.yaml") for t in ("5_d", "6_a", "7_c", "8_a", "9_a")}) == 1
+    assert key("table5_d.yaml") == ab.config_key(load_config(CONFIGS / "bafenet_r18_densesirst_cpu.yaml"))
+    assert key("table3_f.yaml") == ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml"))
+    assert key("table3_a.yaml") != key("table3_b.yaml") != key("table3_f.yaml")
+    # thread counts and notes do not change the experiment
+    cfg = load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["train.threads=1", "description=x"])
+    assert ab.config_key(cfg) == key("table3_f.yaml")
+
+
+def test_unknown_table_and_budget():
+    with pytest.raises(ConfigError, match="no configs for table"):
+        ab.table_rows("table42")
+    with pytest.raises(ConfigError, match="budget file not found"):
+        ab.budget_config(CONFIGS / "ablations" / "table3_a.yaml", "gpu-week")
+
+
+def test_ablate_runs_each_experiment_once_and_resumes(tmp_path, monkeypatch):
+    rows = tmp_path / "mytable"
+    rows.mkdir()
+    base = (CONFIGS / "fcos_r18_densesirst_cpu.yaml").resolve()
+    for name, extra in (("a", ""), ("b", "model: {head: {center_sampling: true}}\n"), ("c", "")):
+        (rows / f"mytable_{name}.yaml").write_text(f"_base_: {base}\ndescription: row {name}\npaper: {{mAP07: 0.2}}\n{extra}")
+    calls = []
+
+    def fake_train(cfg, data=None, out=None, resume=None):
+        calls.append(("train", cfg["name"], resume))
+        (Path(out) / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        return Path(out)
+
+    def fake_eval(ckpt, data, split, out):
+        calls.append(("eval", Path(ckpt).name))
+        return {"mAP07": 0.1, "mAP12": 0.09, "recall": 0.2, "AP75": 0.01, "Pd": 0.3, "Fa": 1e-5}
+
+    import irdet.engine.runner as runner
+
+    monkeypatch.setattr(runner, "train", fake_train)
+    monkeypatch.setattr(runner, "evaluate_checkpoint", fake_eval)
+    md = ab.ablate(str(rows), "paper", out=tmp_path / "out")
+    text = md.read_text()
+    assert text.count("| mytable_") == 3 and "0.100" in text and "row b" in text
+    # rows a and c are the same experiment: trained once
+    assert [c for c in calls if c[0] == "train"] == [("train", "mytable_a", None), ("train", "mytable_b", None)]
+    summary = json.loads((tmp_path / "out" / "paper" / "mytable.json").read_text())
+    assert summary[0]["key"] == summary[2]["key"] != summary[1]["key"]
+    # a second call re-runs nothing
+    calls.clear()
+    ab.ablate(str(rows), "paper", out=tmp_path / "out")
+    assert calls == []
+    # an interrupted run (checkpoint, no result) resumes from last.ckpt
+    key_b = summary[1]["key"]
+    (tmp_path / "out" / "paper" / "runs" / key_b / "result.json").unlink()
+    ab.ablate(str(rows), "paper", out=tmp_path / "out", rows=["b"])
+    assert calls[0] == ("train", "mytable_b", True)
+
+
+def test_lock_skips_a_run_held_by_a_live_process(tmp_path):
+    import os
+
+    lock = ab._Lock(tmp_path / "r" / ".lock")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".lock").write_text(str(os.getpid()))
+    assert lock.acquire() is False
+    (tmp_path / "r" / ".lock").write_text("999999999")  # dead process: taken over
+    assert lock.acquire() is True
+    lock.release()
+    assert not (tmp_path / "r" / ".lock").exists()
