@@ -41,11 +41,18 @@ def cmd_evaluate(args) -> int:
 
     if bool(args.checkpoint) == bool(args.predictions):
         raise IrdetError("give exactly one of --checkpoint CKPT or --predictions FILE")
+    if args.ann and not args.predictions:
+        raise IrdetError("--ann COCO_JSON goes with --predictions FILE (a sequence checkpoint knows its annotations)")
     if args.checkpoint:
         metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator)
     else:
-        metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr)
-    print(format_table(metrics))
+        metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr, ann=args.ann)
+    if "AP50" in metrics:  # moving-target (sequence) metrics, irdet.metrics.coco
+        from irdet.metrics.coco import format_coco_table
+
+        print(format_coco_table(metrics))
+    else:
+        print(format_table(metrics))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'pr_curve.png'}")
     return 0
 
@@ -53,8 +60,10 @@ def cmd_evaluate(args) -> int:
 def cmd_detect(args) -> int:
     from irdet.engine.runner import detect
 
-    path = detect(args.checkpoint, args.inputs, args.out, args.score_thr, args.accelerator)
-    print(f"wrote {path} and overlays in {Path(args.out) / 'overlays'}")
+    extra = {"fps": args.fps, "save_frames": args.save_frames} if (args.fps or args.save_frames) else {}
+    path = detect(args.checkpoint, args.inputs, args.out, args.score_thr, args.accelerator, **extra)
+    overlays = Path(args.out) / "overlays"
+    print(f"wrote {path} and overlays in {overlays if overlays.is_dir() else Path(args.out)}")
     return 0
 
 
@@ -84,6 +93,19 @@ def cmd_synthesize(args) -> int:
 
     summary = synthesize(args.source, args.split, args.out, args.seed, library=args.library, limit=args.limit,
                          overwrite=args.overwrite)
+    print(print_summary(summary))
+    return 0
+
+
+def cmd_synthesize_sequences(args) -> int:
+    from irdet.data.sequence_synthesis import print_summary, synthesize_sequences
+
+    kwargs = {"split": args.split, "overwrite": args.overwrite}
+    if args.size:
+        kwargs["size"] = tuple(args.size)
+    if args.val_fraction is not None:
+        kwargs["val_fraction"] = args.val_fraction
+    summary = synthesize_sequences(args.backgrounds, args.out, args.sequences, args.frames, args.seed, **kwargs)
     print(print_summary(summary))
     return 0
 
@@ -130,15 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", default=None,
                    help='COCO-style results [{"image_id": id, "bbox": [x, y, w, h], "score": s}, ...] in the xml\'s numbers')
     _data(p)
-    p.add_argument("--split", default="test_v2")
+    p.add_argument("--split", default=None,
+                   help="split to evaluate (default test_v2; for a sequence checkpoint its data.test_split)")
+    p.add_argument("--ann", default=None, metavar="COCO_JSON",
+                   help="with --predictions: COCO annotation file of a sequence split -> moving-target protocol (COCO AP50, "
+                        "P/R/F1, Pd/Fa); result image_id = COCO ids or frame names")
     p.add_argument("--out", default="eval", help="output folder (metrics.json, pr_curve.png, predictions.json)")
     p.add_argument("--pdfa-score-thr", type=float, default=0.5, help="score threshold for Pd/Fa (results files)")
     p.add_argument("--accelerator", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("detect", help="detect targets in images (files or folders); writes JSON + overlays")
+    p = sub.add_parser("detect", help="detect targets in images (files or folders), or in a frame folder / video file "
+                                      "with a sequence checkpoint; writes JSON + overlays (or an annotated video)")
     p.add_argument("checkpoint")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders; for a sequence checkpoint one frame folder "
+                                              "(frames sorted numerically) or one video file")
+    p.add_argument("--fps", type=float, default=None, help="sequence checkpoints: frame rate of the annotated video "
+                                                           "(default: the input video's, 10 for frame folders)")
+    p.add_argument("--save-frames", action="store_true", help="sequence checkpoints: also write annotated PNG frames")
     p.add_argument("--out", default="detections")
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of boxes drawn on overlays")
     p.add_argument("--accelerator", default="auto")
@@ -164,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("synthesize-sequences",
+                       help="moving-target sequences on real infrared backgrounds: write a COCO sequence dataset "
+                            "(splits train / val, layout 'irdet')")
+    p.add_argument("--backgrounds", required=True, help="DenseSIRST-layout root with sky masks (the backgrounds)")
+    p.add_argument("--out", required=True, help="output root (must be empty unless --overwrite)")
+    p.add_argument("--sequences", type=int, required=True, help="number of sequences")
+    p.add_argument("--frames", type=int, required=True, help="frames per sequence")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default=None,
+                   help="background split of the DenseSIRST root (default trainval_v2 if present, else all images)")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="frame size (default 256 256)")
+    p.add_argument("--val-fraction", type=float, default=None, help="fraction of sequences in the val split (0.2)")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    p.set_defaults(func=cmd_synthesize_sequences)
 
     p = sub.add_parser("show-augment", help="PNG grid of augmented training samples (boxes drawn, sky tinted)")
     _add_config(p)

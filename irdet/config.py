@@ -17,7 +17,8 @@ import yaml
 
 from irdet.errors import ConfigError
 
-__all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "validate", "FREE_FORM"]
+__all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "validate", "FREE_FORM", "SEQUENCE_DEFAULTS", "TASKS",
+           "config_task"]
 
 DEFAULTS: dict[str, Any] = {
     "name": "bafenet_r18_densesirst",
@@ -100,6 +101,33 @@ DEFAULTS: dict[str, Any] = {
 #: Sections whose keys are not checked against DEFAULTS (each module validates its own).
 FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",)}
 
+# ---------------------------------------------------------------------------------------------
+# Task hook (issue 5, moving targets). ``task: detect`` (single-frame, the default) or
+# ``task: sequence`` (multi-frame clips, :mod:`irdet.engine.sequence`). The sequence keys below
+# are merged in *only* for ``task: sequence`` and ``task: detect`` is dropped from resolved
+# configs, so single-frame configs resolve exactly as before (same keys, same ablation hashes).
+TASKS = ("detect", "sequence")
+SEQUENCE_DEFAULTS: dict[str, Any] = {
+    "task": "sequence",
+    "model": {
+        # temporal fusion over the T stride-8 maps (irdet.models.temporal.TEMPORAL_DEFAULTS)
+        "temporal": {"type": "conv3d", "num_frames": 5, "hidden": None, "layers": 2, "kernel_t": 3, "init_scale": 0.1},
+        # small-target assignment of the one-level FCOS head (irdet.models.temporal.SequenceFCOSHead); 0 = plain FCOS
+        "head": {"min_assign_size": 0},
+    },
+    "sequence": {
+        # dataset layout (irdet.data.sequences.LAYOUTS): irdet (synthetic) | irdst | daub | itsdt;
+        # data.train_split / val_split / test_split name the splits (e.g. train / val / test)
+        "layout": "irdet",
+        # explicit COCO json per split name (relative to the data root); overrides the layout
+        "ann_files": {},
+        "image_dir": None,         # frames folder for ann_files entries (None: auto)
+        "context": "listed",       # clip context frames: listed (JSON order) | numbers (reference, from disk)
+        "train_skip_empty": False,  # train only on frames with targets
+        "eval_skip_empty": False,   # evaluate only frames with targets (the reference scripts do)
+    },
+}
+
 
 def merge(base: dict, update: dict) -> dict:
     """Deep-merge ``update`` into a copy of ``base`` (dicts merge, everything else replaces)."""
@@ -130,6 +158,27 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     for base in bases:
         merged = merge(merged, _read_yaml(path.parent / base, seen + (path,)))
     return merge(merged, data)
+
+
+def config_task(cfg: dict) -> str:
+    """``cfg``'s task: ``"detect"`` (no ``task`` key) or ``"sequence"``."""
+    return cfg.get("task") or "detect"
+
+
+def _apply_task(cfg: dict) -> tuple[dict, dict]:
+    """Task hook: returns ``(cfg, reference)``; for ``task: sequence`` the sequence defaults are
+    merged under ``cfg`` and added to the validation reference; ``task: detect`` is dropped.
+
+    Raises:
+        ConfigError: unknown task.
+    """
+    task = config_task(cfg)
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+    if task == "detect":
+        cfg.pop("task", None)
+        return cfg, DEFAULTS
+    return merge(SEQUENCE_DEFAULTS, cfg), merge(DEFAULTS, SEQUENCE_DEFAULTS)
 
 
 def validate(cfg: dict, ref: dict = DEFAULTS, prefix: tuple[str, ...] = ()) -> None:
@@ -197,5 +246,6 @@ def load_config(path: str | Path | list | None = None, overrides: Iterable[str] 
         if i == 0:
             cfg["name"] = p.stem  # runs are named after their config file
     cfg = apply_overrides(cfg, overrides)
-    validate(cfg)
+    cfg, ref = _apply_task(cfg)
+    validate(cfg, ref)
     return cfg

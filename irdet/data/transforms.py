@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
@@ -35,9 +34,10 @@ IGNORE_INDEX = 255
 
 
 class PadToMultiple:
-    """Pad image and masks on the bottom/right so H and W are multiples of ``divisor``.
+    """Pad image (or clip) and masks on the bottom/right so H and W are multiples of ``divisor``.
 
-    Image pixels are filled with 0, ``sky_mask`` with 255 (ignore), other masks with 0.
+    Image pixels (``image`` (3, H, W), or every frame of ``video`` (T, 3, H, W)) are filled
+    with 0, ``sky_mask`` with 255 (ignore), other masks with 0.
     Boxes and points are unchanged (padding at bottom/right does not move coordinates).
     Records ``sample["pad_size"] = (H_pad, W_pad)`` and ``sample["img_size"] = (H, W)`` (size
     before padding, after resizing).
@@ -47,7 +47,8 @@ class PadToMultiple:
         self.divisor = int(divisor)
 
     def __call__(self, sample: dict) -> dict:
-        img = sample["image"]
+        key = "video" if "video" in sample else "image"
+        img = sample[key]
         h, w = img.shape[-2:]
         ph = int(math.ceil(h / self.divisor) * self.divisor) - h
         pw = int(math.ceil(w / self.divisor) * self.divisor) - w
@@ -55,7 +56,7 @@ class PadToMultiple:
         sample["pad_size"] = (h + ph, w + pw)
         if ph == 0 and pw == 0:
             return sample
-        sample["image"] = tv_tensors.wrap(F.pad(img, (0, pw, 0, ph), value=0.0), like=img)
+        sample[key] = tv_tensors.wrap(F.pad(img, (0, pw, 0, ph), value=0.0), like=img)
         for key, fill in (("sky_mask", IGNORE_INDEX), ("target_mask", 0)):
             if key in sample:
                 m = sample[key]

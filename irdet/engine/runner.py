@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from irdet.config import config_task
 from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
 from irdet.data.io import atomic_save_image, atomic_write_bytes, read_image
 from irdet.data.transforms import collate
@@ -39,7 +40,9 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
 
     Writes ``<out>/config.yaml``, ``<out>/checkpoints/{last,best}.ckpt`` (``best`` = highest
     ``val/mAP07`` on ``data.val_split``; ``last`` every ``train.checkpoint_every_n_steps``
-    steps and at the end), CSV logs under ``<out>/logs/``.
+    steps and at the end), CSV logs under ``<out>/logs/``. ``task: sequence`` configs train the
+    multi-frame detector (:func:`irdet.engine.sequence.build_sequence_training`; ``best`` on
+    ``val/AP50``) with the same trainer, checkpoints, logs and resume.
 
     Args:
         cfg: full config (:func:`irdet.config.load_config`).
@@ -54,7 +57,13 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
         DataError: bad data root, or the checkpoint to resume from does not exist.
     """
     t = cfg["train"]
-    root = resolve_data_root(data or cfg["data"]["root"])
+    sequence = config_task(cfg) == "sequence"  # task hook (issue 5): module/data/monitor from irdet.engine.sequence
+    if sequence:
+        from irdet.engine.sequence import build_sequence_training, resolve_sequence_root
+
+        root = resolve_sequence_root(data, cfg)
+    else:
+        root = resolve_data_root(data or cfg["data"]["root"])
     out_dir = Path(out or Path("runs") / cfg["name"])
     ckpt_dir = out_dir / "checkpoints"
     ckpt_path = None
@@ -66,10 +75,14 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
     _set_threads(t)
     L.seed_everything(int(t["seed"]), workers=True)
-    module = DetectorModule(cfg)
-    datamodule = DenseSIRSTDataModule(cfg, root)
+    if sequence:
+        module, datamodule, monitor, _ = build_sequence_training(cfg, root)
+    else:
+        module = DetectorModule(cfg)
+        datamodule = DenseSIRSTDataModule(cfg, root)
+        monitor = "val/mAP07"
     callbacks = [
-        ModelCheckpoint(ckpt_dir, filename="best", monitor="val/mAP07", mode="max", save_top_k=1, auto_insert_metric_name=False),
+        ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, auto_insert_metric_name=False),
         ModelCheckpoint(ckpt_dir, filename="last", every_n_train_steps=int(t["checkpoint_every_n_steps"]), save_top_k=1,
                         enable_version_counter=False),
         ModelCheckpoint(ckpt_dir, filename="last", save_on_train_epoch_end=True, save_top_k=1, enable_version_counter=False),
@@ -93,8 +106,17 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     return out_dir
 
 
+def _checkpoint_task(path: Path) -> str:
+    """Task of a checkpoint's stored config (``detect`` or ``sequence``); reads the file memory-mapped."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # not a zip checkpoint (mmap needs one): read it plainly
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    return config_task(state["hyper_parameters"]["config"])
+
+
 def load_checkpoint(path: str | Path) -> DetectorModule:
-    """Load a training checkpoint on the CPU.
+    """Load a training checkpoint on the CPU (a :class:`SequenceModule` for ``task: sequence``).
 
     Raises:
         DataError: missing file, or not an irdet checkpoint.
@@ -103,19 +125,24 @@ def load_checkpoint(path: str | Path) -> DetectorModule:
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:
-        module = DetectorModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+        module_cls = DetectorModule
+        if _checkpoint_task(path) == "sequence":
+            from irdet.engine.sequence import SequenceModule as module_cls
+        module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - corrupt / foreign checkpoints are user errors
         raise DataError(path, f"not a readable irdet checkpoint ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     module.eval()
     return module
 
 
-def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: str = "auto", num_workers: int = 2) -> list[dict]:
+def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: str = "auto", num_workers: int = 2,
+            collate_fn=collate) -> list[dict]:
     """Run ``module`` over ``dataset`` (test transforms) with a Lightning progress bar.
 
-    Returns one dict per image (see :class:`DetectorModule`).
+    Returns one dict per image (see :class:`DetectorModule`). ``collate_fn``: the batcher
+    (:func:`irdet.engine.sequence.collate_clips` for clips).
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                         callbacks=[TQDMProgressBar(refresh_rate=5)])
     batches = trainer.predict(module, loader)
@@ -129,12 +156,21 @@ def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr:
     return metrics
 
 
-def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test_v2", out: str | Path = "eval",
+def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
                         accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2) -> dict:
     """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
-    ``pr_curve.png`` in ``out`` and returns the metrics dict."""
+    ``pr_curve.png`` in ``out`` and returns the metrics dict.
+
+    A ``task: sequence`` checkpoint is evaluated by :func:`irdet.engine.sequence.evaluate_module`
+    (SSTNet protocol; ``split`` None = its ``data.test_split``, ``data`` None = its training root).
+    """
     module = load_checkpoint(checkpoint)
     cfg = module.config
+    if config_task(cfg) == "sequence":
+        from irdet.engine.sequence import evaluate_module
+
+        return evaluate_module(module, data, split, out, accelerator, batch_size, num_workers)
+    split = split or "test_v2"
     root = resolve_data_root(data)
     dataset = DenseSIRST(root, split, sky_mask=None, transforms=test_transforms_from_cfg(cfg))
     gts, sizes = dataset.ground_truth()  # validate every annotation before spending time on inference
@@ -148,14 +184,22 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str = "test_
     return _report(gts, sizes, dets, out, cfg["eval"]["pdfa_score_thr"])
 
 
-def evaluate_predictions(predictions, data: str | None = None, split: str = "test_v2", out: str | Path = "eval",
-                         pdfa_score_thr: float = 0.5) -> dict:
+def evaluate_predictions(predictions, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
+                         pdfa_score_thr: float = 0.5, ann=None) -> dict:
     """Evaluate a COCO-style results file (any method's predictions) on a split.
+
+    With ``ann`` (a COCO annotation file of a sequence split), the file is evaluated with the
+    moving-target protocol instead (:func:`irdet.engine.sequence.evaluate_predictions`).
 
     Raises:
         DataError: unreadable/malformed results file, or results for images not in the split
             (naming the file); bad annotation files (naming them).
     """
+    if ann is not None:
+        from irdet.engine.sequence import evaluate_predictions as evaluate_sequence_predictions
+
+        return evaluate_sequence_predictions(predictions, ann, out, pdfa_score_thr, data)
+    split = split or "test_v2"
     dets = load_results(predictions)
     dataset = DenseSIRST(resolve_data_root(data), split, sky_mask=None)
     unknown = sorted(set(dets) - set(dataset.ids))
@@ -166,16 +210,22 @@ def evaluate_predictions(predictions, data: str | None = None, split: str = "tes
 
 
 def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
-           batch_size: int = 1, num_workers: int = 2) -> Path:
+           batch_size: int = 1, num_workers: int = 2, **sequence_options) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode).
 
     Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers) and
     ``out/overlays/<image id>.png`` (boxes with score ≥ ``score_thr``; sky tinted for BAFE-Net).
+    A ``task: sequence`` checkpoint takes one frame folder or video file instead
+    (:func:`irdet.engine.sequence.detect_module`; ``sequence_options``: ``fps``, ``save_frames``).
 
     Returns:
         the path of ``detections.json``.
     """
     module = load_checkpoint(checkpoint)
+    if config_task(module.config) == "sequence":
+        from irdet.engine.sequence import detect_module
+
+        return detect_module(module, inputs, out, score_thr, accelerator, **sequence_options)
     dataset = ImageFolder(inputs, transforms=test_transforms_from_cfg(module.config))
     preds = predict(module, dataset, batch_size, accelerator, num_workers)
     out = Path(out)
