@@ -105,6 +105,8 @@ def cmd_synthesize_sequences(args) -> int:
         kwargs["size"] = tuple(args.size)
     if args.val_fraction is not None:
         kwargs["val_fraction"] = args.val_fraction
+    if args.test_fraction is not None:
+        kwargs["test_fraction"] = args.test_fraction
     summary = synthesize_sequences(args.backgrounds, args.out, args.sequences, args.frames, args.seed, **kwargs)
     print(print_summary(summary))
     return 0
@@ -208,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="background split of the DenseSIRST root (default trainval_v2 if present, else all images)")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="frame size (default 256 256)")
     p.add_argument("--val-fraction", type=float, default=None, help="fraction of sequences in the val split (0.2)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="fraction of sequences in a held-out test split with its own backgrounds (default 0: none)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     p.set_defaults(func=cmd_synthesize_sequences)
 

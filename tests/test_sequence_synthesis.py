@@ -183,3 +183,15 @@ def test_bad_arguments(densesirst, tmp_path):
             synthesize_sequences(densesirst, tmp_path / "x", 1, 2, 0, **{**ARGS, **bad})
     with pytest.raises(DataError, match="Splits"):
         synthesize_sequences(densesirst, tmp_path / "y", 1, 2, 0, **{**ARGS, "split": "no_such_split"})
+
+
+def test_held_out_test_split_has_its_own_backgrounds(densesirst, tmp_path):
+    summary = synthesize_sequences(densesirst, tmp_path / "o", 4, 3, 5, **{**ARGS, "test_fraction": 0.25})
+    assert {k: v["sequences"] for k, v in summary["splits"].items()} == {"train": 2, "val": 1, "test": 1}
+    names = {s: (tmp_path / "o" / "splits" / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    used = {s: {summary["backgrounds_used"][q] for q in names[s]} for s in names}
+    assert not (used["train"] & used["val"]) and not (used["train"] & used["test"]) and not (used["val"] & used["test"])
+    ds = SequenceDataset.from_layout(tmp_path / "o", "test", dataset="irdet", frames=2)
+    assert len(ds) == 3
+    with pytest.raises(ConfigError, match="sum < 1"):
+        synthesize_sequences(densesirst, tmp_path / "p", 4, 3, 5, **{**ARGS, "val_fraction": 0.5, "test_fraction": 0.5})

@@ -15,11 +15,14 @@ videos in the layout read by :class:`irdet.data.sequences.SequenceDataset`
     out_dir/splits/<split>.txt            sequence names of the split
     out_dir/summary.json                  the summary returned (without out_dir and timing)
 
-Splits: ``"train"`` (the first ``sequences − n_val`` sequences) and ``"val"`` (the last
-``n_val = round(val_fraction · sequences)``). Their background images are disjoint: the
-background list is shuffled once and its first ``round(val_fraction · n)`` images (at least
-one) serve the val sequences only; the target-library entries are partitioned the same way
-by their source image (when a part would be empty, all entries are used).
+Splits: ``"train"`` (the first sequences), ``"val"`` (the next ``n_val = round(val_fraction ·
+sequences)``) and, with ``test_fraction > 0``, ``"test"`` (the last ``round(test_fraction ·
+sequences)``: a held-out split for reporting, so that checkpoints are selected on val only).
+Their background images are disjoint: the background list is shuffled once; its first
+``round(test_fraction · n)`` images serve the test sequences, the next
+``round(val_fraction · n)`` (at least one each) the val sequences, the rest train; the
+target-library entries are partitioned the same way by their source image (when a part
+would be empty, all entries are used).
 
 One sequence (all sizes in pixels, times in frames)
 ---------------------------------------------------
@@ -95,7 +98,7 @@ from irdet.errors import ConfigError, DataError
 __all__ = ["synthesize_sequences", "print_summary", "library_for", "SPLITS", "CATEGORY"]
 
 #: Output split names (train sequences first, then val).
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
 #: The single COCO category written (as DAUB's JSON).
 CATEGORY = {"id": 1, "name": "target", "supercategory": "none"}
 
@@ -399,6 +402,7 @@ def synthesize_sequences(
     min_separation: int = 3,
     library=None,
     val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
     remove_real_targets: bool = True,
     snr_bins: int = 9,
     overwrite: bool = False,
@@ -432,6 +436,8 @@ def synthesize_sequences(
         library: :class:`TargetLibrary`, path of a saved one, or None (built from ``split`` of
             the backgrounds and cached, :func:`library_for`).
         val_fraction: fraction of sequences (and of background images) for the ``val`` split.
+        test_fraction: fraction of sequences (and of background images) for the ``test`` split
+            (0: no test split).
         remove_real_targets: refill the backgrounds' own annotated targets (recommended).
         snr_bins: number of equal-width SNR histogram bins over ``snr``.
         overwrite: allow a non-empty ``out_dir`` (files replaced).
@@ -487,8 +493,9 @@ def synthesize_sequences(
     min_separation = int(_nonneg("min_separation", min_separation))
     if not 0.0 <= float(min_sky) <= 1.0:
         raise ConfigError(f"synthesize-sequences: min_sky must be in [0, 1], got {min_sky!r}")
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ConfigError(f"synthesize-sequences: val_fraction must be in [0, 1), got {val_fraction!r}")
+    if not (0.0 <= float(val_fraction) and 0.0 <= float(test_fraction) and float(val_fraction) + float(test_fraction) < 1.0):
+        raise ConfigError(f"synthesize-sequences: val_fraction and test_fraction must be >= 0 with a sum < 1, "
+                          f"got {val_fraction!r} and {test_fraction!r}")
     if int(snr_bins) < 1:
         raise ConfigError(f"synthesize-sequences: snr_bins must be >= 1, got {snr_bins!r}")
     if target_size[1] > min(size):
@@ -523,13 +530,16 @@ def synthesize_sequences(
     ss = np.random.SeedSequence(seed).spawn(sequences + 1)
     pool_rng = np.random.default_rng(ss[0])
     order = list(pool_rng.permutation(len(ids)))
+    n_test_seq = int(round(test_fraction * sequences))
     n_val_seq = int(round(val_fraction * sequences))
-    n_train_seq = sequences - n_val_seq
-    n_val_img = min(len(ids) - 1, max(1, int(round(val_fraction * len(ids))))) if n_val_seq else 0
-    shared_backgrounds = False
-    if n_val_seq and n_val_img < 1:  # a single background image: both splits use it
-        n_val_img, shared_backgrounds = 0, True
-    pools = {"val": order[:n_val_img] or order, "train": order[n_val_img:] or order}
+    n_train_seq = sequences - n_val_seq - n_test_seq
+    n_test_img = max(1, int(round(test_fraction * len(ids)))) if n_test_seq else 0
+    n_val_img = max(1, int(round(val_fraction * len(ids)))) if n_val_seq else 0
+    shared_backgrounds = n_test_img + n_val_img >= len(ids)
+    if shared_backgrounds:  # too few background images: every split uses all of them
+        n_test_img = n_val_img = 0
+    pools = {"test": order[:n_test_img] or order, "val": order[n_test_img:n_test_img + n_val_img] or order,
+             "train": order[n_test_img + n_val_img:] or order}
     lib_pools = {}
     for name, pool in pools.items():
         pool_ids = {ids[i] for i in pool}
@@ -555,7 +565,7 @@ def synthesize_sequences(
         it = tqdm(it, desc="synthesize sequences", unit="seq")
     for s in it:
         rng = np.random.default_rng(ss[s + 1])
-        split_out = "train" if s < n_train_seq else "val"
+        split_out = "train" if s < n_train_seq else "val" if s < n_train_seq + n_val_seq else "test"
         seq = f"seq{s:04d}"
         seq_names[split_out].append(seq)
         pool = pools[split_out]
@@ -667,7 +677,7 @@ def synthesize_sequences(
         "size": list(size), "targets": list(targets), "target_size": list(target_size), "snr": list(snr),
         "speed": list(speed), "accel": accel, "pan": list(pan), "jitter": jitter, "noise": list(noise),
         "column_noise": list(column_noise), "ring": list(ring), "min_sky": float(min_sky),
-        "min_separation": min_separation, "val_fraction": float(val_fraction),
+        "min_separation": min_separation, "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
         "remove_real_targets": bool(remove_real_targets),
     }
     split_counts = {}
