@@ -52,3 +52,15 @@ def _isolated_cache(tmp_path_factory):
     mp.setenv("IRDET_CACHE", str(tmp_path_factory.mktemp("irdet_cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (on a shared 2-core machine OpenMP's second thread
+    mostly waits); restored afterwards. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -21,13 +21,7 @@ TINY = {"C2": 8, "C3": 16, "C4": 32, "C5": 64}  # tiny channels, strides 4/8/16/
 OUT = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: much faster than two on a loaded 2-core machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _feats(size: int = 64, n: int = 2, requires_grad: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -17,16 +17,10 @@ from irdet.cli import main
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sequences" / "yolobp_r18_t5_synthetic.yaml"
 TINY = ["model.temporal.num_frames=3", "model.temporal.hidden=8", "data.img_size=[64,64]", "data.num_workers=0",
         "model.neck.out_channels=32", "model.head.feat_channels=32", "model.head.stacked_convs=1",
-        "train.batch_size=2", "eval.batch_size=2"]
+        "train.batch_size=2", "eval.batch_size=2", "data.test_split=val"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine OpenMP's second thread mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hand_built(root: Path, frames: int = 6, size: int = 64) -> Path:

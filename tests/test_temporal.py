@@ -21,13 +21,7 @@ from irdet.models.temporal import (IdentityFusion, SequenceFCOSHead, TemporalFus
                                    build_sequence_detector, giou_loss_ltrb)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine OpenMP's second thread mostly waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model_cfg(t=5, neck="fpn", **temporal):
@@ -163,7 +157,7 @@ def test_small_target_assignment():
     assert plain.get_targets(pts, box, torch.tensor([0]))[0].eq(1).all()  # plain FCOS: no positive
     assert torch.equal(plain.get_targets(pts, box, torch.tensor([0]))[1], ref.get_targets(pts, box, torch.tensor([0]))[1])
     head = SequenceFCOSHead(strides=(8,), regress_ranges=((-1, 1e8),), min_assign_size=9)
-    labels, ltrb, ctr = head.get_targets_full(pts, box, torch.tensor([0]))
+    labels, ltrb, ctr = head.assign(pts, box, torch.tensor([0]))
     pos = labels.eq(0).nonzero().flatten().tolist()
     assert pos == [0]  # point (4, 4): the grid point nearest the box centre (6.5, 6.5)
     assert ltrb[0].tolist() == [-1.0, -1.0, 4.0, 4.0]  # signed distances to the *true* box

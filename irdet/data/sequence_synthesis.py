@@ -43,7 +43,7 @@ One sequence (all sizes in pixels, times in frames)
    entry ``B_box`` of the :class:`~irdet.data.target_library.TargetLibrary` (background-
    subtracted, zero outside the target mask) resampled so that its longer side is
    ``s ~ U{target_size}`` px (shrinking: :meth:`TargetLibrary.resized`; enlarging: the same
-   area-weight resampling, :func:`~irdet.data.target_library.area_resize_matrix`), times the
+   area-weight resampling, :func:`~irdet.data.target_library.area_resample`), times the
    Gaussian ``G`` of Eqs. (2)–(3) (:func:`irdet.data.bagcp.gaussian_weights`, ρ ∈ ±[0, 0.2],
    σ ∈ [0.3, 0.6], θ ∈ [−90°, 90°], peak-normalised), i.e. Eq. (1)
    ``T_new = T_back + B_box · λ · G`` with λ absorbed in the amplitude set by the SNR (below).
@@ -92,7 +92,7 @@ import numpy as np
 
 from irdet.data.bagcp import gaussian_weights
 from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json
-from irdet.data.target_library import TargetLibrary, area_resize_matrix, build_target_library
+from irdet.data.target_library import TargetLibrary, area_resample, build_target_library
 from irdet.errors import ConfigError, DataError
 
 __all__ = ["synthesize_sequences", "print_summary", "library_for", "SPLITS", "CATEGORY"]
@@ -305,13 +305,7 @@ def _appearance(lib: TargetLibrary, index: int, s: int, rng) -> tuple[np.ndarray
     else:  # enlarge: the same area-weight resampling as TargetLibrary.resized
         k = s / max(h0, w0)
         nh, nw = max(1, min(s, int(round(h0 * k)))), max(1, min(s, int(round(w0 * k))))
-        ry, rx = area_resize_matrix(h0, nh), area_resize_matrix(w0, nw)
-        cover = ry @ m.astype(np.float64) @ rx.T
-        signal = ry @ (a.astype(np.float64) * m) @ rx.T
-        f = cover >= 0.5 - 1e-9
-        if not f.any():
-            f = cover >= cover.max() - 1e-12
-        b = np.where(cover > 0, signal / np.maximum(cover, 1e-12), 0.0) * f
+        b, f = area_resample(a, m, nh, nw)
     h, w = b.shape
     rho = rng.uniform(0.0, 0.2, 2) * rng.choice([-1.0, 1.0], 2)
     sig = rng.uniform(0.3, 0.6, 2)

@@ -70,7 +70,7 @@ import numpy as np
 from irdet.data.io import atomic_write_bytes
 from irdet.errors import DataError
 
-__all__ = ["TargetLibrary", "build_target_library", "area_resize_matrix", "LIBRARY_FORMAT"]
+__all__ = ["TargetLibrary", "build_target_library", "area_resize_matrix", "area_resample", "LIBRARY_FORMAT"]
 
 #: Format tag stored in every library file.
 LIBRARY_FORMAT = "irdet-target-library/1"
@@ -89,6 +89,23 @@ def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     hi = np.minimum(k[None, :] + 1.0, edges[1:, None])
     return np.clip(hi - lo, 0.0, None) / scale
 
+
+
+
+def area_resample(a: np.ndarray, m: np.ndarray, nh: int, nw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted resampling of a target's contrast ``a`` and mask ``m`` (h, w) to (nh, nw).
+
+    Returns ``(B, F)``: ``F = area(m) ≥ 0.5`` per output cell (the most covered cell when that
+    is empty) and ``B`` the mean contrast of the target pixels in each cell
+    (``area(a·m) / area(m)``), zero outside ``F`` — so resizing neither dims nor smears a target.
+    """
+    ry, rx = area_resize_matrix(a.shape[0], nh), area_resize_matrix(a.shape[1], nw)
+    cover = ry @ m.astype(np.float64) @ rx.T
+    signal = ry @ (a.astype(np.float64) * m) @ rx.T
+    f = cover >= 0.5 - 1e-9
+    if not f.any():
+        f = cover >= cover.max() - 1e-12
+    return np.where(cover > 0, signal / np.maximum(cover, 1e-12), 0.0) * f, f
 
 def fit_size(h: int, w: int, max_size: int) -> tuple[int, int]:
     """Size of an (h, w) patch shrunk to fit in ``max_size × max_size`` keeping aspect (never enlarged)."""
@@ -190,13 +207,7 @@ class TargetLibrary:
         if (nh, nw) == (h, w):
             b, f = a * m, m.copy()
         else:
-            ry, rx = area_resize_matrix(h, nh), area_resize_matrix(w, nw)
-            cover = ry @ m.astype(np.float64) @ rx.T
-            signal = ry @ (a.astype(np.float64) * m) @ rx.T
-            f = cover >= 0.5 - 1e-9
-            if not f.any():
-                f = cover >= cover.max() - 1e-12
-            b = np.where(cover > 0, signal / np.maximum(cover, 1e-12), 0.0) * f
+            b, f = area_resample(a, m, nh, nw)
         b = np.ascontiguousarray(b, dtype=np.float32)
         f = np.ascontiguousarray(f, dtype=bool)
         b.flags.writeable = False

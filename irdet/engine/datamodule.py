@@ -90,9 +90,12 @@ class DenseSIRSTDataModule(L.LightningDataModule):
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = DenseSIRST(self.root, d["test_split"], sky_mask=None, transforms=test_transforms_from_cfg(self.cfg))
 
+    #: batches samples (the sequence data module batches clips instead)
+    collate_fn = staticmethod(collate)
+
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = int(self.cfg["data"]["num_workers"])
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=self.collate_fn,
                           persistent_workers=workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:

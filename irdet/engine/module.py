@@ -81,9 +81,12 @@ class DetectorModule(L.LightningModule):
             results.append(item)
         return results
 
+    #: key of a prediction item that identifies its image in ``_val_preds``
+    val_key = "image_id"
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         for item in self._predict(batch):
-            self._val_preds[item["image_id"]] = (item["boxes"], item["scores"])
+            self._val_preds[item[self.val_key]] = (item["boxes"], item["scores"])
 
     def on_validation_epoch_end(self) -> None:
         preds = gather_predictions(self._val_preds)

@@ -33,10 +33,11 @@ from typing import Iterator
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
+from irdet.engine.datamodule import DenseSIRSTDataModule
 from irdet.engine.module import DetectorModule, gather_predictions
 from irdet.errors import DataError, IrdetError
 from irdet.metrics.coco import coco_evaluate, dets_to_coco_results, load_coco, write_coco_report
@@ -143,19 +144,16 @@ def open_split(cfg: dict, root, split: str, train: bool = False, skip_empty: boo
     return SequenceDataset.from_layout(root, split, s["layout"], num_frames(cfg), tf, **kw)
 
 
-class SequenceDataModule(L.LightningDataModule):
+class SequenceDataModule(DenseSIRSTDataModule):
     """Train on ``data.train_split`` (× ``data.repeat`` per epoch), validate on ``data.val_split``,
-    test / predict on ``data.test_split``; batches from :func:`collate_clips`.
+    test / predict on ``data.test_split``; batches from :func:`collate_clips` (loaders as
+    :class:`~irdet.engine.datamodule.DenseSIRSTDataModule`).
 
     Args:
         cfg: a ``task: sequence`` config. root: the dataset root.
     """
 
-    def __init__(self, cfg: dict, root):
-        super().__init__()
-        self.cfg = cfg
-        self.root = Path(root)
-        self.train_set = self.val_set = self.test_set = None
+    collate_fn = staticmethod(collate_clips)
 
     def setup(self, stage: str | None = None) -> None:
         d = self.cfg["data"]
@@ -166,22 +164,6 @@ class SequenceDataModule(L.LightningDataModule):
             self.val_set = open_split(self.cfg, self.root, d["val_split"])
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = open_split(self.cfg, self.root, d["test_split"])
-
-    def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = int(self.cfg["data"]["num_workers"])
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate_clips,
-                          persistent_workers=workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, int(self.cfg["train"]["batch_size"]), True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, int(self.cfg["eval"]["batch_size"]), False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, int(self.cfg["eval"]["batch_size"]), False)
-
-    predict_dataloader = test_dataloader
 
 
 # ---------------------------------------------------------------------------------------- module
@@ -237,9 +219,7 @@ class SequenceModule(DetectorModule):
             "frame_ids": list(batch["frame_ids"][i]),
         } for i, det in enumerate(dets)]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        for item in self._predict(batch):
-            self._val_preds[item["coco_id"]] = (item["boxes"], item["scores"])
+    val_key = "coco_id"
 
     def on_validation_epoch_end(self) -> None:
         preds = gather_predictions(self._val_preds)

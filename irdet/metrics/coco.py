@@ -61,6 +61,7 @@ import numpy as np
 from irdet.data.io import atomic_write_json
 from irdet.errors import DataError
 from irdet.metrics.pdfa import pd_fa
+from irdet.metrics.report import format_table, plot_pr_curve
 
 __all__ = [
     "load_coco",
@@ -476,29 +477,9 @@ _ROWS = (
 
 
 def format_coco_table(metrics: Mapping) -> str:
-    """Aligned text table ``name  value  description`` of :func:`coco_evaluate`'s metrics.
-
-    Same layout as :func:`irdet.metrics.format_table` (rates 3 decimals, Fa scientific, counts
-    as ints); missing keys are skipped.
-    """
-    rows = []
-    for key, desc in _ROWS:
-        if key not in metrics:
-            continue
-        v = metrics[key]
-        if key == "Fa":
-            s = f"{float(v):.3e}"
-        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            s = str(int(v))
-        else:
-            s = f"{float(v):.3f}"
-        rows.append((key, s, desc))
-    if not rows:
-        return ""
-    kw = max(len(r[0]) for r in rows)
-    vw = max(len(r[1]) for r in rows)
-    return "\n".join(f"{k:<{kw}}  {s:>{vw}}  {d}" for k, s, d in rows)
-
+    """Aligned text table ``name  value  description`` of :func:`coco_evaluate`'s metrics
+    (:func:`irdet.metrics.report.format_table` with the moving-target rows)."""
+    return format_table(metrics, _ROWS)
 
 def write_coco_report(out_dir, metrics: Mapping) -> tuple[Path, Path]:
     """Write ``metrics.json`` and ``pr_curve.png`` (COCO interpolated IoU-0.5 curve) atomically.
@@ -506,7 +487,6 @@ def write_coco_report(out_dir, metrics: Mapping) -> tuple[Path, Path]:
     Returns:
         ``(metrics_json_path, pr_curve_png_path)``.
     """
-    from irdet.metrics.report import plot_pr_curve
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ Source: SPEC §6 (DenseSIRST Table II protocol) plus irdet extensions (AP75, Pd/
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +104,13 @@ _ROWS = (
 )
 
 
-def format_table(metrics: Mapping) -> str:
+def format_table(metrics: Mapping, rows: Sequence[tuple[str, str]] | None = None) -> str:
     """A small aligned text table of the main metrics.
 
     Args:
         metrics: the dict from :func:`evaluate` (missing keys are skipped).
+        rows: ``(key, description)`` pairs to print, in order (default: the single-frame
+            metrics; :mod:`irdet.metrics.coco` passes its own).
 
     Returns:
         multi-line string ``name  value  description``; rates with 3 decimals, ``Fa`` in
@@ -116,8 +118,8 @@ def format_table(metrics: Mapping) -> str:
 
     Source: irdet extension.
     """
-    rows = []
-    for key, desc in _ROWS:
+    lines = []
+    for key, desc in rows or _ROWS:
         if key not in metrics:
             continue
         v = metrics[key]
@@ -127,12 +129,12 @@ def format_table(metrics: Mapping) -> str:
             s = str(int(v))
         else:
             s = f"{float(v):.3f}"
-        rows.append((key, s, desc))
-    if not rows:
+        lines.append((key, s, desc))
+    if not lines:
         return ""
-    kw = max(len(r[0]) for r in rows)
-    vw = max(len(r[1]) for r in rows)
-    return "\n".join(f"{k:<{kw}}  {s:>{vw}}  {d}" for k, s, d in rows)
+    kw = max(len(r[0]) for r in lines)
+    vw = max(len(r[1]) for r in lines)
+    return "\n".join(f"{k:<{kw}}  {s:>{vw}}  {d}" for k, s, d in lines)
 
 
 def plot_pr_curve(metrics_or_pr: Mapping, path, title: str | None = None) -> Path:

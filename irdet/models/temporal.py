@@ -76,15 +76,14 @@ import math
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou_loss
 
 from irdet.config import SEQUENCE_DEFAULTS
 from irdet.errors import ConfigError
 from irdet.models.backbones import ResNetBackbone
 from irdet.models.detector import FCOS_KEYS, build_neck, getattr_needed
-from irdet.models.heads.fcos import FCOSHead, _reduce_mean, centerness_target
+from irdet.models.heads.fcos import FCOSHead, centerness_target
 
 __all__ = ["TemporalFusion3D", "IdentityFusion", "SequenceFCOSHead", "SequenceDetector", "build_sequence_detector",
            "build_fusion", "giou_loss_ltrb", "TEMPORAL_DEFAULTS", "SEQUENCE_TEST_CFG", "FUSION_TYPES"]
@@ -237,10 +236,11 @@ class SequenceFCOSHead(FCOSHead):
         half = (boxes[:, 2:] - boxes[:, :2]).clamp(min=self.min_assign_size) / 2
         return torch.cat([c - half, c + half], dim=1)
 
-    def get_targets_full(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
+    def assign(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
         """Assignment for one image: ``(labels (P,), ltrb to the true box (P, 4), centerness target (P,))``.
 
-        Background points have label ``num_classes``; their ltrb / centerness are meaningless.
+        Positives and the centerness target come from the assignment boxes; background points
+        have label ``num_classes`` (their ltrb / centerness are meaningless).
         """
         abox = self.assignment_boxes(boxes)
         assigned, ltrb_a = super().get_targets(points, abox, labels)
@@ -260,36 +260,12 @@ class SequenceFCOSHead(FCOSHead):
 
     def get_targets(self, points, boxes, labels):
         """As :meth:`FCOSHead.get_targets` (labels, ltrb to the true box), with the small-target assignment."""
-        assigned, ltrb, _ = self.get_targets_full(points, boxes, labels)
+        assigned, ltrb, _ = self.assign(points, boxes, labels)
         return assigned, ltrb
 
-    def loss(self, out: dict, boxes: list[torch.Tensor], labels: list[torch.Tensor], **_) -> dict[str, torch.Tensor]:
-        """:meth:`FCOSHead.loss` with the centerness target taken from :meth:`get_targets_full` and the
-        GIoU box loss (``min_assign_size > 0``; exactly :meth:`FCOSHead.loss` otherwise)."""
-        if self.min_assign_size <= 0:
-            return super().loss(out, boxes, labels)
-        points = self.points(out)
-        pts = torch.cat(points)
-        targets = [self.get_targets_full(points, b.to(pts.device), l.to(pts.device)) for b, l in zip(boxes, labels)]
-        flat_labels = torch.cat([t[0] for t in targets])
-        flat_ltrb = torch.cat([t[1] for t in targets])
-        flat_ctr = torch.cat([t[2] for t in targets])
-        cls = self._flatten(out["cls_scores"]).reshape(-1, self.num_classes)
-        reg = self._flatten(out["bbox_preds"]).reshape(-1, 4)
-        ctr = self._flatten(out["centernesses"]).reshape(-1)
-        pos = flat_labels < self.num_classes
-        num_pos = max(float(_reduce_mean(pos.sum().float())), 1.0)
-        onehot = F.one_hot(flat_labels, self.num_classes + 1)[:, : self.num_classes].to(cls.dtype)
-        loss_cls = sigmoid_focal_loss(cls.float(), onehot.float(), self.focal_alpha, self.focal_gamma, "sum") / num_pos
-        if pos.any():
-            ctr_t = flat_ctr[pos]
-            denorm = max(float(_reduce_mean(ctr_t.sum().detach())), 1e-6)
-            loss_bbox = (giou_loss_ltrb(reg[pos].float(), flat_ltrb[pos]) * ctr_t).sum() / denorm
-            loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos].float(), ctr_t, reduction="sum") / num_pos
-        else:
-            loss_bbox = reg.sum() * 0
-            loss_ctr = ctr.sum() * 0
-        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox, "loss_centerness": loss_ctr}
+    def box_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """GIoU loss with ``min_assign_size > 0`` (targets may lie off the point), else FCOS's −log IoU."""
+        return giou_loss_ltrb(pred, target) if self.min_assign_size > 0 else super().box_loss(pred, target)
 
 
 class SequenceDetector(nn.Module):

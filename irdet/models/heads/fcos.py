@@ -220,6 +220,19 @@ class FCOSHead(nn.Module):
         """Per-level (N, C, H, W) → (N, sum H·W, C), levels concatenated in order."""
         return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
 
+    def assign(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
+        """Training targets of one image: ``(labels (P,), ltrb (P, 4), centerness target (P,))``.
+
+        FCOS: :meth:`get_targets` and the centerness of the ltrb distances (meaningless on
+        background points, which carry label ``num_classes``). Subclasses change the assignment here.
+        """
+        assigned, ltrb = self.get_targets(points, boxes, labels)
+        return assigned, ltrb, centerness_target(ltrb.clamp(min=0))
+
+    def box_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-positive box loss (P,) of (P, 4) ltrb predictions vs targets: −log IoU (FCOS)."""
+        return iou_loss(pred, target)
+
     def loss(self, out: dict, boxes: list[torch.Tensor], labels: list[torch.Tensor], **_) -> dict[str, torch.Tensor]:
         """FCOS losses for a batch.
 
@@ -229,13 +242,14 @@ class FCOSHead(nn.Module):
             labels: per image (G_i,) int64 labels.
 
         Returns:
-            ``{"loss_cls", "loss_bbox", "loss_centerness"}`` scalar tensors.
+            ``{"loss_cls", "loss_bbox", "loss_centerness"}`` scalar tensors: focal loss over all
+            points / #positives, :meth:`box_loss` weighted by the centerness target / its sum,
+            centerness BCE / #positives (#positives averaged over DDP ranks, as MMDetection).
         """
         points = self.points(out)
-        pts = torch.cat(points)
-        targets = [self.get_targets(points, b.to(pts.device), l.to(pts.device)) for b, l in zip(boxes, labels)]
-        flat_labels = torch.cat([t[0] for t in targets])
-        flat_ltrb = torch.cat([t[1] for t in targets])
+        device = points[0].device
+        targets = [self.assign(points, b.to(device), l.to(device)) for b, l in zip(boxes, labels)]
+        flat_labels, flat_ltrb, flat_ctr = (torch.cat([t[k] for t in targets]) for k in range(3))
         cls = self._flatten(out["cls_scores"]).reshape(-1, self.num_classes)
         reg = self._flatten(out["bbox_preds"]).reshape(-1, 4)
         ctr = self._flatten(out["centernesses"]).reshape(-1)
@@ -244,11 +258,10 @@ class FCOSHead(nn.Module):
         onehot = F.one_hot(flat_labels, self.num_classes + 1)[:, : self.num_classes].to(cls.dtype)
         loss_cls = sigmoid_focal_loss(cls.float(), onehot.float(), self.focal_alpha, self.focal_gamma, "sum") / num_pos
         if pos.any():
-            pos_reg, pos_ltrb, pos_ctr = reg[pos], flat_ltrb[pos], ctr[pos]
-            ctr_t = centerness_target(pos_ltrb)
+            ctr_t = flat_ctr[pos]
             denorm = max(float(_reduce_mean(ctr_t.sum().detach())), 1e-6)
-            loss_bbox = (iou_loss(pos_reg.float(), pos_ltrb) * ctr_t).sum() / denorm
-            loss_ctr = F.binary_cross_entropy_with_logits(pos_ctr.float(), ctr_t, reduction="sum") / num_pos
+            loss_bbox = (self.box_loss(reg[pos].float(), flat_ltrb[pos]) * ctr_t).sum() / denorm
+            loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos].float(), ctr_t, reduction="sum") / num_pos
         else:
             loss_bbox = reg.sum() * 0
             loss_ctr = ctr.sum() * 0
