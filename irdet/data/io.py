@@ -47,6 +47,7 @@ __all__ = [
     "read_voc_xml",
     "read_mask",
     "read_points",
+    "read_json",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_save_image",
@@ -220,6 +221,26 @@ def read_points(path) -> np.ndarray:
             raise DataError(path, f"line {n} is not 'x y': {line!r}")
         pts.append((x, y))
     return np.asarray(pts, dtype=np.float32).reshape(-1, 2)
+
+
+def read_json(path, what: str = "file"):
+    """Parse a JSON file.
+
+    Raises:
+        DataError: naming ``path``: missing (``"<what> not found"``), unreadable, or invalid
+            JSON (with line and column).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{what} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read {what} ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

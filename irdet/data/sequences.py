@@ -66,7 +66,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import json
 import math
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
@@ -77,7 +76,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from irdet.data.io import image_size, read_image
+from irdet.data.io import image_size, read_image, read_json
 from irdet.data.transforms import PadToMultiple
 from irdet.errors import DataError
 
@@ -301,15 +300,7 @@ class SequenceDataset(Dataset):
 
     def _load_json(self) -> dict:
         p = self.ann_path
-        if not p.is_file():
-            raise DataError(p, "annotation file not found")
-        try:
-            with open(p, "rb") as f:
-                data = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(p, f"malformed JSON ({exc})") from None
-        except OSError as exc:
-            raise DataError(p, f"cannot read annotation file ({exc})") from None
+        data = read_json(p, "annotation file")
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             raise DataError(p, "not a COCO annotation file (no 'images' list)")
         if not isinstance(data.get("annotations", []), list) or not isinstance(data.get("categories", []), list):

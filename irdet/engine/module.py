@@ -42,11 +42,15 @@ class DetectorModule(L.LightningModule):
     BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution.
     """
 
+    #: builds the network from ``config["model"]``; key of the input tensor in a batch
+    build_model = staticmethod(build_detector)
+    input_key = "images"
+
     def __init__(self, config: dict):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = config
-        self.model = build_detector(config["model"])
+        self.model = self.build_model(config["model"])
         self._val_preds: dict = {}
         self._val_ground_truth: tuple[dict, dict] | None = None  # (boxes, sizes) of the val split, cached
 
@@ -57,8 +61,9 @@ class DetectorModule(L.LightningModule):
         losses = self.model.loss(batch)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"non-finite loss at step {self.global_step}: { {k: float(v) for k, v in losses.items()} }")
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=len(batch["images"]))
-        self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=len(batch["images"]))
+        n = len(batch[self.input_key])
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=n)
+        self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
         return losses["loss"]
 
     def _predict(self, batch: dict) -> list[dict]:

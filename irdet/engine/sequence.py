@@ -30,7 +30,6 @@ from collections import deque
 from pathlib import Path
 from typing import Iterator
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
@@ -188,25 +187,8 @@ class SequenceModule(DetectorModule):
     ``orig_size``, ``frame_ids``.
     """
 
-    def __init__(self, config: dict):
-        L.LightningModule.__init__(self)
-        self.save_hyperparameters({"config": config})
-        self.config = config
-        self.model = build_sequence_detector(config["model"])
-        self._val_preds: dict = {}
-        self._val_ground_truth: dict | None = None
-
-    def forward(self, video: torch.Tensor):
-        return self.model(video)
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        losses = self.model.loss(batch)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {self.global_step}: { {k: float(v) for k, v in losses.items()} }")
-        n = len(batch["video"])
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=n)
-        self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
-        return losses["loss"]
+    build_model = staticmethod(build_sequence_detector)
+    input_key = "video"
 
     def _predict(self, batch: dict) -> list[dict]:
         dets, _ = self.model.predict(batch)

@@ -51,14 +51,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from irdet.data.io import atomic_write_json
+from irdet.data.io import atomic_write_json, read_json
 from irdet.errors import DataError
 from irdet.metrics.pdfa import pd_fa
 from irdet.metrics.report import format_table, plot_pr_curve
@@ -111,14 +110,7 @@ def load_coco(ann, source=None) -> dict:
     else:
         path = Path(ann)
         source = source or path
-        if not path.is_file():
-            raise DataError(path, "annotation file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(path, f"cannot read annotation file ({exc.__class__.__name__}: {exc})") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+        data = read_json(path, "annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(source, "not a COCO annotation file (no 'images' list)")
     anns = data.get("annotations", [])
@@ -238,14 +230,7 @@ def load_coco_results(results, gt: dict, source=None) -> list[dict]:
     if isinstance(results, (str, Path)):
         path = Path(results)
         source = source or path
-        if not path.is_file():
-            raise DataError(path, "file not found")
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(path, f"cannot read file ({exc.__class__.__name__}: {exc})") from None
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+        results = read_json(path)
     source = source or "<results>"
     if not isinstance(results, list):
         raise DataError(source, f"expected a JSON list of detections, got {type(results).__name__}")

@@ -21,14 +21,13 @@ Source: COCO results format, adapted by irdet (string ids, VOC numbering; irdet 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from irdet.data.io import atomic_write_json
+from irdet.data.io import atomic_write_json, read_json
 from irdet.errors import DataError
 from irdet.metrics.voc import _as_boxes, _as_scores
 
@@ -167,16 +166,7 @@ def load_results(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     Source: irdet extension.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read file ({exc.__class__.__name__}: {exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    data = read_json(path)
     return results_to_dets(data, source=path)
 
 
