@@ -107,6 +107,9 @@ def cmd_synthesize_sequences(args) -> int:
         kwargs["val_fraction"] = args.val_fraction
     if args.test_fraction is not None:
         kwargs["test_fraction"] = args.test_fraction
+    for key in ("targets", "target_size", "snr"):
+        if getattr(args, key) is not None:
+            kwargs[key] = tuple(getattr(args, key))
     summary = synthesize_sequences(args.backgrounds, args.out, args.sequences, args.frames, args.seed, **kwargs)
     print(print_summary(summary))
     return 0
@@ -212,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=None, help="fraction of sequences in the val split (0.2)")
     p.add_argument("--test-fraction", type=float, default=None,
                    help="fraction of sequences in a held-out test split with its own backgrounds (default 0: none)")
+    p.add_argument("--targets", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="targets (tracks) per sequence (default 1 3)")
+    p.add_argument("--target-size", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="target side in pixels (default 2 7)")
+    p.add_argument("--snr", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="per-track SNR range: peak amplitude / background noise std (default 1 10)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     p.set_defaults(func=cmd_synthesize_sequences)
 

@@ -80,10 +80,14 @@ def test_synthesize_sequences_cli(tmp_path, capsys):
     (bg / "Splits" / "few.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "syn"
     assert main(["synthesize-sequences", "--backgrounds", str(bg), "--out", str(out), "--sequences", "2", "--frames", "3",
-                 "--seed", "1", "--split", "few", "--size", "48", "48", "--val-fraction", "0.5"]) == 0
+                 "--seed", "1", "--split", "few", "--size", "48", "48", "--val-fraction", "0.5",
+                 "--targets", "2", "2", "--target-size", "4", "5", "--snr", "6", "8"]) == 0
     printed = capsys.readouterr().out
     assert "synthesized 2 sequences x 3 frames" in printed and "SNR histogram" in printed
     assert {p.name for p in (out / "annotations").glob("*.json")} == {"train.json", "val.json"}
+    anns = [a for split in ("train", "val") for a in json.loads((out / "annotations" / f"{split}.json").read_text())["annotations"]]
+    assert anns and all(6.0 <= a["snr"] <= 8.0 for a in anns)
+    assert len({(a["track_id"]) for a in anns}) <= 4  # 2 tracks per sequence (some may be refused, never more)
 
 
 def _train(root, out, extra=()):
