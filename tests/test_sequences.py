@@ -270,3 +270,20 @@ def test_flipped_clip_keeps_boxes_aligned(tmp_path):
     assert batch["video"].shape == (2, 2, 3, 32, 64) and len(batch["boxes"]) == 2
     assert batch["img_size"] == [(32, 48), (32, 48)] and batch["track_ids"][1].tolist() == [7]
     assert batch["boxes"][1].tolist() == [[10.0, 8.0, 14.0, 12.0]]
+
+
+def test_cropped_clip_uses_one_window_for_all_frames(tmp_path):
+    make_public(tmp_path, seqs=(("data5", 12),))
+    tf = clip_transforms(None, train=True, flip_prob=0.0, pad_divisor=8, crop=(8, 16), crop_p_target=1.0)
+    ds = SequenceDataset.from_layout(tmp_path, "train", "daub", frames=3, transforms=tf)
+    torch.manual_seed(0)
+    for _ in range(5):
+        item = ds[ds.index_of("images/train/data5/7")]
+        vid = item["video"]
+        assert vid.shape == (3, 3, 8, 16) and item["img_size"] == (8, 16)
+        (x1, y1, x2, y2), = item["boxes"].tolist()  # the current target (cols 7..9, rows 4..6) is inside the crop
+        left, top = int(7 - x1), int(4 - y1)
+        assert 0 <= left <= W - 16 and 0 <= top <= H - 8 and (x2 - x1, y2 - y1) == (2, 2)
+        for t, n in enumerate((5, 6, 7)):  # every frame: the same window of its own content
+            expect = torch.from_numpy(_frame(n)[top : top + 8, left : left + 16]).float()
+            assert torch.equal(vid[t, 0].float(), expect), t

@@ -77,7 +77,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from irdet.data.io import image_size, read_image, read_json
-from irdet.data.transforms import PadToMultiple
+from irdet.data.transforms import PadToMultiple, TargetAwareCrop
 from irdet.errors import DataError
 
 __all__ = [
@@ -652,19 +652,25 @@ def clip_transforms(
     flip_prob: float = 0.5,
     *,
     pad_divisor: int = 32,
+    crop: Sequence[int] | None = None,
+    crop_p_target: float = 0.9,
 ) -> v2.Compose:
     """torchvision.transforms.v2 pipeline for clip items (every frame transformed identically).
 
     Train: resize every frame to ``img_size`` (stretch; None = keep) → horizontal flip of all
-    frames and the boxes together with probability ``flip_prob`` (one draw per clip) → clamp
-    boxes to the image and drop those left under 1 px (labels and track ids with them) → pad
-    H, W to a multiple of ``pad_divisor``. Test: resize → pad.
+    frames and the boxes together with probability ``flip_prob`` (one draw per clip) →
+    optional target-aware crop of all frames (``crop``, irdet extension for CPU budgets,
+    :class:`irdet.data.transforms.TargetAwareCrop`) → clamp boxes to the image and drop those
+    left under 1 px (labels and track ids with them) → pad H, W to a multiple of
+    ``pad_divisor``. Test: resize → pad (never cropped).
 
     Args:
         img_size: (H, W) in pixels, or None for no resize.
         train: training pipeline (flip + box sanitising) or test pipeline.
         flip_prob: probability of the horizontal flip (train only).
         pad_divisor: pad H, W up to a multiple of this (bottom/right, zeros).
+        crop: (h, w) in pixels of the training crop, or None; ``crop_p_target`` the
+            probability that it is centred near a target.
     """
     steps: list = []
     if img_size is not None:
@@ -672,6 +678,7 @@ def clip_transforms(
     if train:
         steps += [
             v2.RandomHorizontalFlip(p=flip_prob),
+            *([TargetAwareCrop(crop, crop_p_target)] if crop else []),
             v2.ClampBoundingBoxes(),
             v2.SanitizeBoundingBoxes(min_size=1, labels_getter=_labels_and_tracks),
         ]

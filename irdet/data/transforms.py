@@ -76,6 +76,8 @@ class TargetAwareCrop:
     the centre of a randomly chosen box lies inside it at a uniform random offset;
     otherwise the window is uniform over the image. Boxes cut by the window are clipped
     and those left empty are dropped by the ``SanitizeBoundingBoxes`` that follows.
+    Works on image samples (``image``) and clip samples (``video``, (T, C, H, W): every frame
+    gets the same window).
 
     Args:
         size: (h, w) crop size in pixels; images smaller than that are not cropped there.
@@ -87,7 +89,7 @@ class TargetAwareCrop:
         self.p_target = float(p_target)
 
     def __call__(self, sample: dict) -> dict:
-        h, w = sample["image"].shape[-2:]
+        h, w = sample["image" if "image" in sample else "video"].shape[-2:]
         ch, cw = min(self.size[0], h), min(self.size[1], w)
         boxes = sample.get("boxes")
         if boxes is not None and len(boxes) and torch.rand(()) < self.p_target:
@@ -104,7 +106,8 @@ class TargetAwareCrop:
             top = int(torch.randint(0, h - ch + 1, ()))
         out = dict(sample)
         for key, value in sample.items():
-            if isinstance(value, (tv_tensors.Image, tv_tensors.Mask, tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
+            if isinstance(value, (tv_tensors.Image, tv_tensors.Video, tv_tensors.Mask, tv_tensors.BoundingBoxes,
+                                  tv_tensors.KeyPoints)):
                 out[key] = v2.functional.crop(value, top, left, ch, cw)
         return out
 

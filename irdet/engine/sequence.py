@@ -135,7 +135,8 @@ def open_split(cfg: dict, root, split: str, train: bool = False, skip_empty: boo
     d, s = cfg["data"], cfg["sequence"]
     if skip_empty is None:
         skip_empty = s["train_skip_empty"] if train else s["eval_skip_empty"]
-    tf = clip_transforms(d["img_size"], train=train, flip_prob=d["flip_prob"], pad_divisor=d["pad_divisor"])
+    tf = clip_transforms(d["img_size"], train=train, flip_prob=d["flip_prob"], pad_divisor=d["pad_divisor"],
+                         crop=d["crop"], crop_p_target=d["crop_p_target"])
     kw = {"context": s["context"], "skip_empty": bool(skip_empty)}
     ann_files = s.get("ann_files") or {}
     if split in ann_files:
