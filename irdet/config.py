@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
         "repeat": 3,
         "crop": None,
         "crop_p_target": 0.9,
+        # boxes a target-centred crop may centre on: all (BAG-CP pasted included) | gt (irdet extension)
+        "crop_on": "all",
         "num_workers": 2,
         # BAG-CP (paper §III-B/§IV-C, Table III row f); see irdet.data.bagcp for all parameters.
         # library: a saved target library (.npz); null = built from train_split and cached.

@@ -70,6 +70,7 @@ def augment_grid(cfg: dict, root, n: int = 8, seed: int = 0, as_trained: bool = 
     marked = _MarkPasted(bagcp) if bagcp is not None else None
     tf = build_train_transforms(d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"], bagcp=marked,
                                 crop=d["crop"] if as_trained else None, crop_p_target=d["crop_p_target"],
+                                crop_on=d["crop_on"],
                                 pad_divisor=d["pad_divisor"])
     ds = DenseSIRST(root, d["train_split"], sky_mask=d["sky_mask"], transforms=tf)
     idx = torch.randperm(len(ds))[:n].tolist()
@@ -100,9 +101,8 @@ class _MarkPasted:
         self.bagcp = bagcp
 
     def __call__(self, sample: dict) -> dict:
-        n0 = len(sample["labels"])
         out = self.bagcp(sample)
         labels = out["labels"].clone()
-        labels[n0:] = _PASTED
+        labels[out.get("num_gt_boxes", len(labels)):] = _PASTED
         out["labels"] = labels
         return out

@@ -37,6 +37,9 @@ def test_identical_experiments_share_a_key():
     # thread counts and notes do not change the experiment
     cfg = load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["train.threads=1", "description=x"])
     assert ab.config_key(cfg) == key("table3_f.yaml")
+    # a setting added later keeps earlier keys at its default and changes them away from it
+    assert ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["data.crop_on=all"])) == key("table3_f.yaml")
+    assert ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["data.crop_on=gt"])) != key("table3_f.yaml")
 
 
 def test_unknown_table_and_budget():

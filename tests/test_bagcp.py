@@ -284,6 +284,7 @@ def test_annotations_consistent(library):
     assert out["boxes"].format == tv_tensors.BoundingBoxFormat.XYXY
     assert torch.equal(out["sky_mask"], sample["sky_mask"])
     assert out["image_id"] == "synthetic"
+    assert out["num_gt_boxes"] == n0 and torch.equal(out["boxes"][:n0], sample["boxes"])
     tm0, tm1 = sample["target_mask"].numpy(), out["target_mask"].numpy()
     assert out["target_mask"].dtype == torch.uint8 and set(np.unique(tm1)) <= {0, 1}
     assert (tm1 >= tm0).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torchvision import tv_tensors
 
@@ -87,6 +88,30 @@ def test_target_aware_crop_centres_a_target():
         out = TargetAwareCrop((64, 64), p_target=1.0)(dict(s))
         b = out["boxes"][0]
         assert 0 < (b[0] + b[2]) / 2 < 64 and 0 < (b[1] + b[3]) / 2 < 64
+
+
+def test_target_aware_crop_on_gt_ignores_pasted_boxes():
+    # box 0: the image's own target; boxes 1-2: pasted by BAG-CP (num_gt_boxes = 1)
+    xyxy = torch.tensor([[300.0, 300.0, 304.0, 304.0], [20.0, 20.0, 24.0, 24.0], [480.0, 30.0, 484.0, 34.0]])
+    boxes = tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(512, 512))
+    s = {"image": tv_tensors.Image(torch.zeros(3, 512, 512)), "boxes": boxes, "labels": torch.zeros(3, dtype=torch.long),
+         "num_gt_boxes": 1}
+    centred = {"all": set(), "gt": set()}
+    for mode in centred:
+        for seed in range(30):
+            torch.manual_seed(seed)
+            out = TargetAwareCrop((64, 64), p_target=1.0, centre_on=mode)(dict(s))
+            b = out["boxes"]
+            inside = ((b[:, 0] + b[:, 2]) / 2 > 0) & ((b[:, 0] + b[:, 2]) / 2 < 64) & ((b[:, 1] + b[:, 3]) / 2 > 0) & (
+                (b[:, 1] + b[:, 3]) / 2 < 64)
+            centred[mode] |= set(torch.nonzero(inside).flatten().tolist())
+    assert centred["gt"] == {0} and centred["all"] == {0, 1, 2}
+    # no own boxes: a uniform window, never one centred on a pasted box by choice
+    torch.manual_seed(0)
+    out = TargetAwareCrop((64, 64), p_target=1.0, centre_on="gt")({**s, "num_gt_boxes": 0})
+    assert out["image"].shape[-2:] == (64, 64)
+    with pytest.raises(ValueError, match="crop_on"):
+        TargetAwareCrop((64, 64), centre_on="pasted")
 
 
 def test_real_images_train_pipeline_alignment(densesirst):

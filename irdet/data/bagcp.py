@@ -40,6 +40,8 @@ Procedure for one sample (paper numbers are the defaults)
    pixels, optionally widened by ``box_margin``), a label 0, its pixels to ``target_mask`` (when the sample has one) and a point
    (when the sample has ``points``) at the pasted pixel nearest to the box centre (pixel-
    index convention ``(col, row)`` of :mod:`irdet.data.io`). The sky mask is unchanged.
+   Appended boxes follow the sample's own, whose count is recorded as ``num_gt_boxes`` (used by
+   the ``crop_on: gt`` training crop, an irdet extension).
 
 Table III switches: (a) ``copy_paste=False`` (identity); (b) copy-paste only; (c) +cluster;
 (d) +gaussian; (e) cluster+gaussian; (f) all four (default).
@@ -469,6 +471,7 @@ class BAGCP:
 
         # paste (Eq. 1)
         out = dict(sample)
+        out["num_gt_boxes"] = int(sample.get("num_gt_boxes", len(sample.get("boxes", ()))))
         img_t = image.as_subclass(torch.Tensor)
         is_float = img_t.is_floating_point()
         work = img_t.detach().clone() if is_float else img_t.to(torch.float32)

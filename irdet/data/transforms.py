@@ -79,21 +79,36 @@ class TargetAwareCrop:
     Works on image samples (``image``) and clip samples (``video``, (T, C, H, W): every frame
     gets the same window).
 
+    ``centre_on`` chooses the boxes a target-centred window may centre on: ``"all"`` (every
+    box, BAG-CP's pasted ones included: the behaviour of the measured CPU-budget runs) or
+    ``"gt"`` (only the sample's own annotations, i.e. its first ``sample["num_gt_boxes"]``
+    boxes as recorded by BAG-CP; an image without any centres a uniform window).
+
     Args:
         size: (h, w) crop size in pixels; images smaller than that are not cropped there.
         p_target: probability of a target-centred crop, in [0, 1].
+        centre_on: ``"all"`` or ``"gt"``.
+
+    Raises:
+        ValueError: unknown ``centre_on``.
     """
 
-    def __init__(self, size: Sequence[int], p_target: float = 0.9):
+    def __init__(self, size: Sequence[int], p_target: float = 0.9, centre_on: str = "all"):
+        if centre_on not in ("all", "gt"):
+            raise ValueError(f"crop centre_on (config data.crop_on) must be 'all' or 'gt', got {centre_on!r}")
         self.size = (int(size[0]), int(size[1]))
         self.p_target = float(p_target)
+        self.centre_on = centre_on
 
     def __call__(self, sample: dict) -> dict:
         h, w = sample["image" if "image" in sample else "video"].shape[-2:]
         ch, cw = min(self.size[0], h), min(self.size[1], w)
         boxes = sample.get("boxes")
-        if boxes is not None and len(boxes) and torch.rand(()) < self.p_target:
-            b = boxes[torch.randint(len(boxes), ())]
+        n = 0 if boxes is None else len(boxes)
+        if self.centre_on == "gt":
+            n = min(n, int(sample.get("num_gt_boxes", n)))
+        if n and torch.rand(()) < self.p_target:
+            b = boxes[torch.randint(n, ())]
             cx, cy = float(b[0] + b[2]) / 2, float(b[1] + b[3]) / 2
             lo_x, hi_x = max(0, math.ceil(cx - cw + 1)), min(w - cw, math.floor(cx - 1))
             lo_y, hi_y = max(0, math.ceil(cy - ch + 1)), min(h - ch, math.floor(cy - 1))
@@ -136,6 +151,7 @@ def build_train_transforms(
     bagcp: Callable[[dict], dict] | None = None,
     crop: Sequence[int] | None = None,
     crop_p_target: float = 0.9,
+    crop_on: str = "all",
     pad_divisor: int = 32,
 ) -> v2.Compose:
     """Training pipeline (SPEC §4; crop is an irdet extension for CPU budgets).
@@ -146,6 +162,8 @@ def build_train_transforms(
         flip_prob: probability of a horizontal flip.
         bagcp: optional BAG-CP transform applied in the resized space.
         crop: optional (h, w) target-aware random crop, see :class:`TargetAwareCrop`.
+        crop_p_target: probability of a target-centred crop.
+        crop_on: boxes a crop may centre on, ``"all"`` or ``"gt"`` (see :class:`TargetAwareCrop`).
         pad_divisor: pad H, W up to a multiple of this.
     """
     steps: list = [_resize(img_size, keep_ratio)]
@@ -153,7 +171,7 @@ def build_train_transforms(
         steps.append(bagcp)
     steps.append(v2.RandomHorizontalFlip(p=flip_prob))
     if crop:
-        steps.append(TargetAwareCrop(crop, crop_p_target))
+        steps.append(TargetAwareCrop(crop, crop_p_target, crop_on))
     steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1),
               _IfPresent("points", v2.SanitizeKeyPoints())]
     steps.append(PadToMultiple(pad_divisor))

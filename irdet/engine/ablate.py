@@ -33,6 +33,9 @@ __all__ = ["table_rows", "config_key", "run_row", "ablate", "format_markdown"]
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_weight"))
 _IGNORED = (("name",), ("description",), ("paper",), ("train", "threads"), ("data", "num_workers"), ("data", "root"))
+# settings added after runs were measured: hashed only when set away from this default, so
+# the keys (and finished runs) of every earlier row stay valid
+_LATER_DEFAULTS = {("data", "crop_on"): "all"}
 
 
 def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:
@@ -55,7 +58,7 @@ def config_key(cfg: dict) -> str:
     an FCOS head, the exchange keys without exchange), so equal experiments get equal keys.
     """
     c = copy.deepcopy(cfg)
-    for path in _IGNORED:
+    for path in _IGNORED + tuple(p for p, v in _LATER_DEFAULTS.items() if _get(c, p) == v):
         node = c
         for part in path[:-1]:
             node = node.get(part, {})
@@ -70,6 +73,14 @@ def config_key(cfg: dict) -> str:
         head = {k: v for k, v in head.items() if k not in EXCHANGE_KEYS}
     c["model"]["head"] = head
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _get(cfg: dict, path: tuple):
+    for part in path:
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
 
 
 def budget_config(row: Path, budget: str, overrides=(), configs_dir: Path = REPO_CONFIGS) -> dict:

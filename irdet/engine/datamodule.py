@@ -81,7 +81,8 @@ class DenseSIRSTDataModule(L.LightningDataModule):
             train_tf = build_train_transforms(
                 d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
                 bagcp=build_bagcp_transform(self.cfg, self.root),
-                crop=d["crop"], crop_p_target=d["crop_p_target"], pad_divisor=d["pad_divisor"],
+                crop=d["crop"], crop_p_target=d["crop_p_target"], crop_on=d["crop_on"],
+                pad_divisor=d["pad_divisor"],
             )
             base = DenseSIRST(self.root, d["train_split"], sky_mask=sky, transforms=train_tf)
             self.train_set = ConcatDataset([base] * max(1, int(d["repeat"])))
