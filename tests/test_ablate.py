@@ -89,6 +89,40 @@ def test_ablate_runs_each_experiment_once_and_resumes(tmp_path, monkeypatch):
     assert calls[0] == ("train", "mytable_b", True)
 
 
+def test_ablate_runs_sequence_rows_with_their_protocol(tmp_path, monkeypatch):
+    rows = tmp_path / "seq"
+    rows.mkdir()
+    for name in ("yolofpn_r18_t1_synthetic", "yolobp_r18_t5_synthetic"):
+        (rows / f"{name}.yaml").write_text(f"_base_: {(CONFIGS / 'sequences' / name).resolve()}.yaml\n")
+    (rows / "_base_note.yaml").write_text("description: a base, not a row\n")
+    metrics = {"AP50": 0.42, "AP50_95": 0.2, "precision": 0.5, "recall": 0.6, "F1": 0.545, "Pd": 0.61, "Fa": 2e-5}
+    trained = []
+
+    def fake_train(cfg, data=None, out=None, resume=None):
+        trained.append(cfg["model"]["temporal"]["num_frames"])
+        (Path(out) / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        return Path(out)
+
+    import irdet.engine.runner as runner
+
+    monkeypatch.setattr(runner, "train", fake_train)
+    monkeypatch.setattr(runner, "evaluate_checkpoint", lambda ckpt, data, split, out: metrics)
+    assert [r.stem for r in ab.table_rows(str(rows))] == ["yolobp_r18_t5_synthetic", "yolofpn_r18_t1_synthetic"]
+    text = ab.ablate(str(rows), "paper", out=tmp_path / "out", overrides=["data.root=bench_a"]).read_text()
+    assert sorted(trained) == [1, 5]
+    assert "| AP50 | precision | recall | F1 | Pd | Fa |" in text and "| 0.420 | 0.500 | 0.600 | 0.545 | 0.610 | 2.00e-05 |" in text
+    res = json.loads((tmp_path / "out" / "paper" / "seq.json").read_text())[0]["result"]
+    assert res["params"] > 1e6 and res["macs"] is None and res["split"] == "test"
+    # another synthetic benchmark is another experiment
+    cfg = ab.budget_config(rows / "yolobp_r18_t5_synthetic.yaml", "paper", ["data.root=bench_a"])
+    assert ab.config_key(cfg) != ab.config_key(ab.budget_config(rows / "yolobp_r18_t5_synthetic.yaml", "paper", ["data.root=bench_b"]))
+    # single-frame and sequence rows do not share a table
+    (rows / "fcos.yaml").write_text(f"_base_: {(CONFIGS / 'fcos_r18_densesirst_cpu.yaml').resolve()}\n")
+    with pytest.raises(ConfigError, match="mix single-frame and sequence"):
+        ab.ablate(str(rows), "paper", out=tmp_path / "out", dry_run=True)
+
+
 def test_lock_skips_a_run_held_by_a_live_process(tmp_path):
     import os
 

@@ -13,6 +13,12 @@ numbers and thread/worker counts), so identical rows of different tables (e.g. T
 and Table IV a), and a ``_cpu`` config identical to a row, are trained once. Finished runs
 (``result.json`` present) are never re-run; an interrupted run resumes from its
 ``last.ckpt``. A run being trained by another process (lock file) is skipped.
+
+``task: sequence`` rows (e.g. ``irdet ablate configs/sequences --budget paper --rows
+yolofpn_r18_t1_synthetic yolobp_r18_t5_synthetic``) train the multi-frame detector and report
+the SSTNet protocol (AP50, P, R, F1, Pd, Fa) and parameters; their ``data.root`` (which
+synthetic benchmark) is part of the run key. Files whose name starts with ``_`` (bases) are
+never rows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import os
 from pathlib import Path
 
-from irdet.config import load_config
+from irdet.config import config_task, load_config
 from irdet.data.io import atomic_write_bytes, atomic_write_json
 from irdet.errors import ConfigError
 from irdet.models.detector import BAFE_KEYS
@@ -46,6 +52,7 @@ def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:
     """
     folder = Path(table)
     rows = sorted(folder.glob("*.yaml")) if folder.is_dir() else sorted((configs_dir / "ablations").glob(f"{table}_*.yaml"))
+    rows = [r for r in rows if not r.name.startswith("_")]
     if not rows:
         raise ConfigError(f"no configs for table {table!r} (looked for {configs_dir / 'ablations'}/{table}_*.yaml or a folder)")
     return rows
@@ -58,7 +65,8 @@ def config_key(cfg: dict) -> str:
     an FCOS head, the exchange keys without exchange), so equal experiments get equal keys.
     """
     c = copy.deepcopy(cfg)
-    for path in _IGNORED + tuple(p for p, v in _LATER_DEFAULTS.items() if _get(c, p) == v):
+    ignored = _IGNORED if config_task(c) != "sequence" else tuple(p for p in _IGNORED if p != ("data", "root"))
+    for path in ignored + tuple(p for p, v in _LATER_DEFAULTS.items() if _get(c, p) == v):
         node = c
         for part in path[:-1]:
             node = node.get(part, {})
@@ -133,8 +141,6 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
     Returns None when another process holds the run's lock.
     """
     from irdet.engine.runner import evaluate_checkpoint, train
-    from irdet.models.complexity import complexity
-    from irdet.models.detector import build_detector
 
     key = config_key(cfg)
     run = runs_dir / key
@@ -150,33 +156,55 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         best = run / "checkpoints" / "best.ckpt"
         split = split or cfg["data"]["test_split"]
         metrics = evaluate_checkpoint(best if best.is_file() else last, data, split, run / f"eval_{split}")
-        stats = complexity(build_detector(cfg["model"]), cfg["data"]["img_size"])
         result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if best.is_file() else "last",
-                  **{k: metrics[k] for k in ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa")},
-                  "params": stats["params"], "macs": stats["macs"]}
+                  **{k: metrics[k] for k in _METRICS[config_task(cfg)]}, **_cost(cfg)}
         atomic_write_json(result_file, result)
         return result
     finally:
         lock.release()
 
 
+#: metrics kept in ``result.json`` per task (single-frame: VOC/SPEC §6; sequence: SSTNet protocol)
+_METRICS = {"detect": ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"),
+            "sequence": ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa")}
+#: measured columns of the markdown table per task
+_COLUMNS = {"detect": ("mAP07", "recall", "mAP12"), "sequence": ("AP50", "precision", "recall", "F1", "Pd", "Fa")}
+
+
+def _cost(cfg: dict) -> dict:
+    """Parameters and MACs at ``data.img_size`` (MACs None for multi-frame detectors)."""
+    if config_task(cfg) == "sequence":
+        from irdet.models.temporal import build_sequence_detector
+
+        return {"params": int(sum(p.numel() for p in build_sequence_detector(cfg["model"]).parameters())), "macs": None}
+    from irdet.models.complexity import complexity
+    from irdet.models.detector import build_detector
+
+    stats = complexity(build_detector(cfg["model"]), cfg["data"]["img_size"])
+    return {"params": stats["params"], "macs": stats["macs"]}
+
+
 def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict | None]]) -> str:
-    """Markdown table of measured rows beside the paper's numbers."""
-    lines = [f"### {table} (budget: {budget})", "",
-             "| row | description | mAP07 | recall | mAP12 | params (M) | GMACs | paper mAP07 | paper recall07 | paper mAP12 | run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table of measured rows beside the paper's numbers (sequence rows: their own columns)."""
+    task = config_task(rows[0][1]) if rows else "detect"
+    cols = _COLUMNS[task]
+    paper = ("paper mAP07", "paper recall07", "paper mAP12") if task == "detect" else ()
+    head = ("row", "description", *cols, "params (M)", "GMACs", *paper, "run")
+    lines = [f"### {table} (budget: {budget})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def f(v, nd=3):
+        return "–" if v is None else (f"{v:.2e}" if abs(v) and abs(v) < 1e-3 else f"{v:.{nd}f}")
+
     for path, cfg, res in rows:
         p = cfg.get("paper") or {}
-
-        def f(v, nd=3):
-            return "–" if v is None else f"{v:.{nd}f}"
-
         if res is None:
-            measured = "not run | – | – | – | –"
+            measured = ["not run"] + ["–"] * (len(cols) + 1)
         else:
-            measured = f"{f(res['mAP07'])} | {f(res['recall'])} | {f(res['mAP12'])} | {res['params'] / 1e6:.2f} | {res['macs'] / 1e9:.2f}"
-        lines.append(f"| {path.stem} | {cfg.get('description', '')} | {measured} | {f(p.get('mAP07'))} | "
-                     f"{f(p.get('recall07'))} | {f(p.get('mAP12'))} | {res['key'] if res else config_key(cfg)} |")
+            macs = res.get("macs")
+            measured = [f(res.get(c)) for c in cols] + [f"{res['params'] / 1e6:.2f}", "–" if macs is None else f"{macs / 1e9:.2f}"]
+        cells = [path.stem, cfg.get("description", ""), *measured, *(f(p.get(k)) for k in ("mAP07", "recall07", "mAP12")[: len(paper)]),
+                 res["key"] if res else config_key(cfg)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -190,6 +218,9 @@ def ablate(table: str, budget: str = "cpu", data: str | None = None, out: str | 
 
     Returns:
         the markdown file.
+
+    Raises:
+        ConfigError: no rows, an unknown budget, or rows that mix single-frame and sequence configs.
     """
     out = Path(out) / budget
     runs_dir = out / "runs"
@@ -199,6 +230,9 @@ def ablate(table: str, budget: str = "cpu", data: str | None = None, out: str | 
         if rows and path.stem not in rows and short not in rows:
             continue
         selected.append((path, budget_config(path, budget, overrides)))
+    tasks = {config_task(cfg) for _, cfg in selected}
+    if len(tasks) > 1:
+        raise ConfigError(f"{table}: rows mix single-frame and sequence configs; choose rows of one kind with --rows")
     results = []
     for path, cfg in selected:
         done = runs_dir / config_key(cfg) / "result.json"
