@@ -552,3 +552,18 @@ def test_real_data_library_and_bagcp(require_data):
             x1, y1, x2, y2 = grid_box(t)
             assert sky[y1:y2, x1:x2].all()
         assert len(out["boxes"]) == len(s["boxes"]) + len(bag.last["targets"]) == len(out["points"])
+
+
+def test_show_augment_grid_marks_pasted_targets_in_training_crops():
+    """``irdet show-augment --as-trained`` on the shipped sample: pasted boxes are told apart
+    from the image's own (BAG-CP's ``num_gt_boxes``) after the crop, for both crop_on modes."""
+    from irdet.config import load_config
+    from irdet.data.densesirst import resolve_data_root
+    from irdet.visualize import augment_grid
+
+    for mode in ("all", "gt"):
+        cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "fcos_r18_densesirst_cpu.yaml", [f"data.crop_on={mode}"])
+        fig = augment_grid(cfg, resolve_data_root("sample"), n=2, seed=0, as_trained=True)
+        titles = [ax.get_title() for ax in fig.axes]
+        assert len(titles) == 2 and all(" + pasted " in t for t in titles)
+        assert sum(int(t.split("pasted ")[1]) for t in titles) > 0
