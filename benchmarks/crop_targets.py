@@ -24,18 +24,10 @@ import torch
 
 def crop_stats(cfg: dict, root, samples: int, seed: int) -> dict:
     """Mean own / pasted boxes per training crop of ``cfg`` over ``samples`` draws."""
-    from irdet.data.densesirst import DenseSIRST
-    from irdet.data.transforms import build_train_transforms
-    from irdet.engine.datamodule import build_bagcp_transform
-    from irdet.visualize import _PASTED, _MarkPasted
+    from irdet.visualize import _PASTED, marked_train_set
 
-    d = cfg["data"]
     torch.manual_seed(seed)
-    bagcp = build_bagcp_transform(cfg, root)
-    tf = build_train_transforms(d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
-                                bagcp=_MarkPasted(bagcp) if bagcp is not None else None, crop=d["crop"],
-                                crop_p_target=d["crop_p_target"], crop_on=d["crop_on"], pad_divisor=d["pad_divisor"])
-    ds = DenseSIRST(root, d["train_split"], sky_mask=d["sky_mask"], transforms=tf)
+    ds = marked_train_set(cfg, root)
     idx = torch.randint(len(ds), (samples,)).tolist()
     own = pasted = with_own = 0
     for i in idx:

@@ -60,19 +60,8 @@ def augment_grid(cfg: dict, root, n: int = 8, seed: int = 0, as_trained: bool = 
     """
     from matplotlib.figure import Figure
 
-    from irdet.data.densesirst import DenseSIRST
-    from irdet.data.transforms import build_train_transforms
-    from irdet.engine.datamodule import build_bagcp_transform
-
-    d = cfg["data"]
     torch.manual_seed(seed)
-    bagcp = build_bagcp_transform(cfg, root)
-    marked = _MarkPasted(bagcp) if bagcp is not None else None
-    tf = build_train_transforms(d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"], bagcp=marked,
-                                crop=d["crop"] if as_trained else None, crop_p_target=d["crop_p_target"],
-                                crop_on=d["crop_on"],
-                                pad_divisor=d["pad_divisor"])
-    ds = DenseSIRST(root, d["train_split"], sky_mask=d["sky_mask"], transforms=tf)
+    ds = marked_train_set(cfg, root, crop=as_trained)
     idx = torch.randperm(len(ds))[:n].tolist()
     rows = (len(idx) + cols - 1) // cols
     fig = Figure(figsize=(4 * cols, 4 * rows), dpi=100)
@@ -92,6 +81,24 @@ def augment_grid(cfg: dict, root, n: int = 8, seed: int = 0, as_trained: bool = 
 
 
 _PASTED = -1  # temporary label of BAG-CP boxes in augment_grid (only for colouring)
+
+
+def marked_train_set(cfg: dict, root, crop: bool = True):
+    """``cfg``'s training set through its training pipeline (resize, BAG-CP, flip, and the
+    CPU-budget crop when ``crop``), with BAG-CP's pasted boxes labelled ``_PASTED`` (-1)
+    instead of 0, for display and counting only (``irdet show-augment``,
+    ``benchmarks/crop_targets.py``). Returns a :class:`irdet.data.densesirst.DenseSIRST`."""
+    from irdet.data.densesirst import DenseSIRST
+    from irdet.data.transforms import build_train_transforms
+    from irdet.engine.datamodule import build_bagcp_transform
+
+    d = cfg["data"]
+    bagcp = build_bagcp_transform(cfg, root)
+    tf = build_train_transforms(d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
+                                bagcp=_MarkPasted(bagcp) if bagcp is not None else None,
+                                crop=d["crop"] if crop else None, crop_p_target=d["crop_p_target"],
+                                crop_on=d["crop_on"], pad_divisor=d["pad_divisor"])
+    return DenseSIRST(root, d["train_split"], sky_mask=d["sky_mask"], transforms=tf)
 
 
 class _MarkPasted:
