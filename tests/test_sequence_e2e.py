@@ -17,7 +17,7 @@ from irdet.cli import main
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sequences" / "yolobp_r18_t5_synthetic.yaml"
 TINY = ["model.temporal.num_frames=3", "model.temporal.hidden=8", "data.img_size=[64,64]", "data.num_workers=0",
         "model.neck.out_channels=32", "model.head.feat_channels=32", "model.head.stacked_convs=1",
-        "train.batch_size=2", "eval.batch_size=2", "data.test_split=val"]
+        "train.batch_size=2", "eval.batch_size=2", "data.test_split=val", "data.crop=null", "data.repeat=1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
