@@ -1,13 +1,10 @@
 """benchmarks/ap_by_snr.py: per-SNR-bin AP50 on a hand-made case (targets of other bins are ignored)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("ap_by_snr", Path(__file__).resolve().parents[1] / "benchmarks" / "ap_by_snr.py")
-ap_by_snr = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(ap_by_snr)
+from fixtures import load_benchmark
+
+ap_by_snr = load_benchmark("ap_by_snr")
 
 
 def _gt():

@@ -1,15 +1,12 @@
 """benchmarks/fcos_positives.py: which boxes own an FCOS positive, on hand-placed boxes."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
 from irdet.models.heads.fcos import FCOSHead
 
-_SPEC = importlib.util.spec_from_file_location("fcos_positives", Path(__file__).resolve().parents[1] / "benchmarks" / "fcos_positives.py")
-fcos_positives = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fcos_positives)
+from fixtures import load_benchmark
+
+fcos_positives = load_benchmark("fcos_positives")
 
 
 def _head(strides, ranges, **kw):
