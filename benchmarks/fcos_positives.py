@@ -11,6 +11,10 @@ Counts, not timings; nothing is asserted. Example::
 
     python benchmarks/fcos_positives.py --split trainval_v2 \\
         configs/bpfpn/fcos_fpn.yaml configs/bpfpn/fcos_gils_dgr_cs.yaml configs/bpfpn/fcos_gils_dgr_p2.yaml
+
+A config with ``data.img_size: null`` (native resolution) is counted on the original boxes.
+``--set`` overrides apply to every config, e.g. ``--set model.neck.levels=[P3]`` counts the
+fast detector's assignment at stride 8.
 """
 
 from __future__ import annotations
@@ -55,23 +59,25 @@ def main(argv=None) -> None:
     parser.add_argument("--split", default="trainval_v2")
     parser.add_argument("--data", default=None, help="SIRSTdevkit root (default: the config's / ../shared)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides applied to every config")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     gt = {}
     print("| config | split | boxes | owned, per stride | owned, any level | positives per owned box |")
     print("|---|---|---|---|---|---|")
     for path in args.configs:
-        cfg = load_config([path])
+        cfg = load_config([path], args.overrides)
         root = resolve_data_root(args.data or cfg["data"]["root"])
         if root not in gt:
             gt[root] = DenseSIRST(root, args.split, sky_mask=None).ground_truth()
         boxes, sizes = gt[root]
         head = build_detector(cfg["model"]).head
-        h, w = cfg["data"]["img_size"]
         per_level = []
         total = []
         for image_id, b in boxes.items():
             oh, ow = sizes[image_id]
+            h, w = cfg["data"]["img_size"] or (oh, ow)  # null: native resolution
             scaled = torch.as_tensor(b, dtype=torch.float32) * torch.tensor([w / ow, h / oh, w / ow, h / oh])
             lv, tot = owned_boxes(head, scaled, (h, w))
             per_level.append(lv)
@@ -81,7 +87,8 @@ def main(argv=None) -> None:
         n = len(tot)
         strides = ", ".join(f"{s}: {(lv[i] > 0).float().mean():.3f}" for i, s in enumerate(head.strides))
         owned = tot > 0
-        print(f"| {path} | {args.split} | {n} | {strides} | {owned.float().mean():.3f} | "
+        name = path + "".join(f" {o}" for o in args.overrides)
+        print(f"| {name} | {args.split} | {n} | {strides} | {owned.float().mean():.3f} | "
               f"{tot[owned].mean():.2f} |")
 
 

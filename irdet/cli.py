@@ -11,6 +11,9 @@ from irdet.errors import IrdetError
 
 __all__ = ["main"]
 
+#: file suffixes of models: a first ``irdet detect`` argument with one of these is the checkpoint
+MODEL_SUFFIXES = (".ckpt", ".pt")
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file (or a name from configs/, e.g. bafenet_r18_densesirst_cpu)")
@@ -24,13 +27,53 @@ def _data(p: argparse.ArgumentParser) -> None:
                         "'sample' = the small sample shipped with irdet")
 
 
+#: exit status of ``irdet detect`` when some inputs were skipped (the others were processed)
+DETECT_SKIPPED = 3
+DETECT_EPILOG = """exit status:
+  0  every input was processed
+  2  error, one line on stderr: bad checkpoint, missing input, no image at all, non-empty
+     --out without --overwrite, bad option
+  3  done, but some inputs were skipped (unreadable or not images): each is printed on stderr
+     as "irdet: skipped PATH: REASON" and listed in OUT/summary.json ("skipped": [{"path",
+     "reason"}]); detections.json and overlays hold the other images
+  130 interrupted"""
+
+
+TRAIN_EPILOG = """checkpoints (OUT/checkpoints): last.ckpt every train.checkpoint_every_n_steps steps and at each
+epoch end, written atomically (a killed run keeps its previous last.ckpt); best.ckpt only with a
+data.val_split. Checkpoint selection (SPEC 4): train on train_v2 and select on val_v2, or train on
+trainval_v2 with data.val_split null (the default) and keep last.ckpt; a val split that is the test
+split or shares images with the training or test split is refused.
+
+exit status:
+  0  trained
+  2  error, one line on stderr: bad config or data, a refused val split, OUT already holds a run
+     (use --resume or --overwrite), a checkpoint that cannot be resumed (corrupt, not an irdet
+     training checkpoint, another model)
+  130 interrupted (continue with --resume once a checkpoint exists; a run interrupted before its
+     first checkpoint removes what it wrote)"""
+
+
+def _inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"], default=None,
+                   help="numeric precision of the network run from a checkpoint (default: the checkpoint config's "
+                        "train.precision). "
+                        "Resolved for the device: on a CPU without bf16 instructions (avx512_bf16/amx_bf16) "
+                        "bf16-mixed and 16-mixed run as 32-true, on a CPU with them 16-mixed runs as bf16-mixed; "
+                        "a change is said once on stderr. Decoding and metrics stay fp32")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (0 = read images in the main "
+                                                          "process; default 2); errors read the same whatever the count. "
+                                                          "detect with a sequence checkpoint reads frames in the main "
+                                                          "process")
+
+
 def cmd_train(args) -> int:
     from irdet.config import load_config
     from irdet.engine.runner import train
 
     cfg = load_config(args.config, args.overrides)
     resume = True if args.resume == "" else args.resume
-    out = train(cfg, data=args.data, out=args.out, resume=resume)
+    out = train(cfg, data=args.data, out=args.out, resume=resume, overwrite=args.overwrite)
     print(f"run directory: {out}  (checkpoints in {out / 'checkpoints'})")
     return 0
 
@@ -39,12 +82,13 @@ def cmd_evaluate(args) -> int:
     from irdet.engine.runner import evaluate_checkpoint, evaluate_predictions
     from irdet.metrics import format_table
 
-    if bool(args.checkpoint) == bool(args.predictions):
-        raise IrdetError("give exactly one of --checkpoint CKPT or --predictions FILE")
+    if args.checkpoint and args.predictions:
+        raise IrdetError("give one of --checkpoint CKPT or --predictions FILE, not both (neither: the shipped default model)")
     if args.ann and not args.predictions:
         raise IrdetError("--ann COCO_JSON goes with --predictions FILE (a sequence checkpoint knows its annotations)")
-    if args.checkpoint:
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator)
+    if not args.predictions:  # no --checkpoint: the shipped default model
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator,
+                                      num_workers=args.workers, precision=args.precision)
     else:
         metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr, ann=args.ann)
     if "AP50" in metrics:  # moving-target (sequence) metrics, irdet.metrics.coco
@@ -58,12 +102,26 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    from irdet.data.io import read_json
     from irdet.engine.runner import detect
 
     extra = {"fps": args.fps, "save_frames": args.save_frames} if (args.fps or args.save_frames) else {}
-    path = detect(args.checkpoint, args.inputs, args.out, args.score_thr, args.accelerator, **extra)
+    checkpoint, inputs = args.checkpoint, list(args.inputs)
+    if checkpoint is None and Path(inputs[0]).suffix in MODEL_SUFFIXES:  # irdet detect CKPT INPUTS...
+        checkpoint, inputs = inputs[0], inputs[1:]
+        if not inputs:
+            raise IrdetError(f"no inputs after the checkpoint {checkpoint}")
+    path = detect(checkpoint, inputs, args.out, args.score_thr, args.accelerator, num_workers=args.workers,
+                  precision=args.precision, overwrite=args.overwrite, **extra)
     overlays = Path(args.out) / "overlays"
     print(f"wrote {path} and overlays in {overlays if overlays.is_dir() else Path(args.out)}")
+    summary = Path(args.out) / "summary.json"
+    skipped = read_json(summary, "detection summary")["skipped"] if summary.is_file() else []
+    for item in skipped:
+        print(f"irdet: skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    if skipped:
+        print(f"irdet: {len(skipped)} input(s) skipped, listed in {summary}", file=sys.stderr)
+        return DETECT_SKIPPED
     return 0
 
 
@@ -72,8 +130,13 @@ def cmd_flops(args) -> int:
     from irdet.models.complexity import PAPER_BAFENET_R18, complexity
     from irdet.models.detector import build_detector
 
-    cfg = load_config(args.config, args.overrides)
-    size = args.img_size or cfg["data"]["img_size"]
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    else:  # the shipped default model's config
+        from irdet.engine.zoo import read_weights, weights_path
+
+        cfg = read_weights(weights_path())["config"]
+    size = args.img_size or cfg["data"]["img_size"] or [512, 512]
     stats = complexity(build_detector(cfg["model"]), size)
     if args.json:
         print(json.dumps(stats))
@@ -85,6 +148,16 @@ def cmd_flops(args) -> int:
             print(f"{part:10s} {stats[part]['params'] / 1e6:12.3f} {stats[part]['macs'] / 1e9:10.3f}")
     print(f"{'total':10s} {stats['params'] / 1e6:12.3f} {stats['macs'] / 1e9:10.3f}")
     print(f"(paper, BAFE-Net-R18, Table II: {PAPER_BAFENET_R18['params'] / 1e6:.2f} M params, {PAPER_BAFENET_R18['macs'] / 1e9:.3f} G)")
+    return 0
+
+
+def cmd_package(args) -> int:
+    from irdet.engine.runner import package
+
+    out, metrics = package(args.checkpoint, args.out, args.data, args.split, num_workers=args.workers,
+                           evaluate=not args.no_evaluate)
+    scored = f" (scored on {metrics['split']}: mAP07 {metrics['mAP07']:.4f})" if "mAP07" in metrics else ""
+    print(f"wrote {out}, {out.with_suffix('.yaml').name} and {out.stem}.metrics.json{scored}")
     return 0
 
 
@@ -144,16 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irdet", description="Infrared small target detection (BAFE-Net, BAG-CP, DenseSIRST, BP-FPN)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a detector from a config")
+    p = sub.add_parser("train", help="train a detector from a config", epilog=TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config(p)
     _data(p)
     p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
                    help="resume from CKPT, or from <out>/checkpoints/last.ckpt when no path is given")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in --out (config.yaml, checkpoints/, logs/) and start again; "
+                        "without it (or --resume) a folder holding a run is refused")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint or a results JSON (mAP07, mAP12, recall, AP75, Pd, Fa)")
-    p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt)")
+    p.add_argument("--checkpoint", default=None,
+                   help="irdet checkpoint (.ckpt) or weights file (.pt); default: the shipped default model")
     p.add_argument("--predictions", default=None,
                    help='COCO-style results [{"image_id": id, "bbox": [x, y, w, h], "score": s}, ...] in the xml\'s numbers')
     _data(p)
@@ -165,19 +243,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval", help="output folder (metrics.json, pr_curve.png, predictions.json)")
     p.add_argument("--pdfa-score-thr", type=float, default=0.5, help="score threshold for Pd/Fa (results files)")
     p.add_argument("--accelerator", default="auto")
+    _inference_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("detect", help="detect targets in images (files or folders), or in a frame folder / video file "
-                                      "with a sequence checkpoint; writes JSON + overlays (or an annotated video)")
-    p.add_argument("checkpoint")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders; for a sequence checkpoint one frame folder "
-                                              "(frames sorted numerically) or one video file")
+                                      "with a sequence checkpoint; writes JSON + overlays (or an annotated video)",
+                       epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] INPUTS",
+                   help="image files and/or folders; for a sequence checkpoint one frame folder (frames sorted "
+                        "numerically) or one video file. A first argument ending in .ckpt or .pt is the model "
+                        "(as --checkpoint); without one, the shipped default model is used")
+    p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt) or weights file (.pt)")
     p.add_argument("--fps", type=float, default=None, help="sequence checkpoints: frame rate of the annotated video "
                                                            "(default: the input video's, 10 for frame folders)")
     p.add_argument("--save-frames", action="store_true", help="sequence checkpoints: also write annotated PNG frames")
     p.add_argument("--out", default="detections")
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of boxes drawn on overlays")
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty --out: first delete detections.json, summary.json, overlays/ and frames/ "
+                        "there (without it a non-empty --out is refused)")
+    _inference_options(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("ablate", help="train + evaluate every row of a paper table; writes a markdown table (resumable)")
@@ -234,10 +320,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show_augment)
 
     p = sub.add_parser("flops", help="parameters and multiply-adds (backbone / neck / head)")
-    _add_config(p)
+    p.add_argument("config", nargs="?", default=None,
+                   help="YAML config file or a name from configs/ (default: the shipped default model)")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config values, e.g. model.head.feat_channels=128")
     p.add_argument("--json", action="store_true", help='print {"params": int, "macs": int, ...}')
-    p.add_argument("--img-size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    p.add_argument("--img-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="input size (default: the config's data.img_size; 512 512 for native-resolution models)")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("package", help="turn a training checkpoint into a float16 weights file (<= 25 MB) with its "
+                                       "config and the metrics the file itself scores on a split")
+    p.add_argument("checkpoint", help="irdet training checkpoint (.ckpt)")
+    p.add_argument("--out", required=True, help="weights file (.pt); NAME.yaml and NAME.metrics.json are written beside it")
+    _data(p)
+    p.add_argument("--split", default="test_v2", help="split the packaged weights are scored on (default test_v2)")
+    p.add_argument("--no-evaluate", action="store_true", help="write the weights without scoring them")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
+    p.set_defaults(func=cmd_package)
     return parser
 
 

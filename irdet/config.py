@@ -3,7 +3,8 @@
 A config file holds only what differs from :data:`DEFAULTS` (the paper protocol for
 BAFE-Net-R18 on DenseSIRST, SPEC §3–§4) or from the files named in its ``_base_`` (a path or
 list of paths relative to the file, merged in order). Unknown keys are errors, so a typo
-never silently falls back to a default.
+never silently falls back to a default, and values are checked against the defaults' types
+and a few ranges and choices (:mod:`irdet.config_values`) before anything runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from irdet.config_values import check_values
 from irdet.errors import ConfigError
 
 __all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "validate", "FREE_FORM", "SEQUENCE_DEFAULTS", "TASKS",
@@ -37,6 +39,12 @@ DEFAULTS: dict[str, Any] = {
             "center_sample_radius": 1.5,
             "focal_alpha": 0.25,
             "focal_gamma": 2.0,
+            # small-target assignment and box parameterisation (irdet.models.heads.fcos; the
+            # paper's FCOS: assigner fcos, min_assign_size 0, box_param exp)
+            "assigner": "fcos",
+            "assign_radius": 1.0,
+            "min_assign_size": 0,
+            "box_param": "exp",
             # BAFE-Net (Table IV switches); seg_head: false is the FCOS baseline
             "seg_head": True,
             "exchange": True,
@@ -53,9 +61,12 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "root": None,
         "train_split": "trainval_v2",
-        "val_split": "val_v2",
+        # null: no validation, last.ckpt is the model (paper protocol trains on trainval_v2, which holds all of val_v2, so
+        # selecting on val_v2 would select on training images; SPEC §4). Select only with train_split train_v2.
+        "val_split": None,
         "test_split": "test_v2",
         "sky_mask": "palette",
+        # [H, W] resize (stretched unless keep_ratio), or null: native resolution, no resize (irdet extension)
         "img_size": [512, 512],
         "keep_ratio": False,
         "flip_prob": 0.5,
@@ -101,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Sections whose keys are not checked against DEFAULTS (each module validates its own).
-FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",)}
+FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",), ("sequence", "ann_files")}
 
 # ---------------------------------------------------------------------------------------------
 # Task hook (issue 5, moving targets). ``task: detect`` (single-frame, the default) or
@@ -114,8 +125,6 @@ SEQUENCE_DEFAULTS: dict[str, Any] = {
     "model": {
         # temporal fusion over the T stride-8 maps (irdet.models.temporal.TEMPORAL_DEFAULTS)
         "temporal": {"type": "conv3d", "num_frames": 5, "hidden": None, "layers": 2, "kernel_t": 3, "init_scale": 0.1},
-        # small-target assignment of the one-level FCOS head (irdet.models.temporal.SequenceFCOSHead); 0 = plain FCOS
-        "head": {"min_assign_size": 0},
     },
     "sequence": {
         # dataset layout (irdet.data.sequences.LAYOUTS): irdet (synthetic) | irdst | daub | itsdt;
@@ -238,7 +247,8 @@ def load_config(path: str | Path | list | None = None, overrides: Iterable[str] 
         overrides: ``key.path=value`` strings.
 
     Raises:
-        ConfigError: missing/invalid file, unknown key, bad override.
+        ConfigError: missing/invalid file, unknown key, bad override, a value of the wrong type
+            or out of range (:func:`irdet.config_values.check_values`).
     """
     cfg = copy.deepcopy(DEFAULTS)
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
@@ -250,4 +260,5 @@ def load_config(path: str | Path | list | None = None, overrides: Iterable[str] 
     cfg = apply_overrides(cfg, overrides)
     cfg, ref = _apply_task(cfg)
     validate(cfg, ref)
+    check_values(cfg, ref)
     return cfg

@@ -80,3 +80,64 @@ def link_dataset(real_root: Path, root: Path, splits: dict[str, list[str]]) -> P
 
 def read_split(real_root: Path, name: str) -> list[str]:
     return [line.strip() for line in (Path(real_root) / "Splits" / f"{name}.txt").read_text().splitlines() if line.strip()]
+
+
+#: ``--set`` overrides that make a training step on real DenseSIRST images take about a second
+#: on one CPU thread (FCOS configs: 128x128 input, no crop, no BAG-CP, 32-channel neck and head)
+TINY_TRAIN = ["data.img_size=[128,128]", "data.crop=null", "data.bagcp.enabled=false", "model.neck.out_channels=32",
+              "model.head.feat_channels=32", "model.head.stacked_convs=1", "data.num_workers=0", "train.threads=1",
+              "train.checkpoint_every_n_steps=1", "train.log_every_n_steps=1"]
+
+
+def small_densesirst(real_root: Path, root: Path, n_train: int = 4, n_val: int = 2, n_test: int = 2) -> Path:
+    """A linked DenseSIRST root with the first images of each split: ``train_v2``, ``val_v2``,
+    ``trainval_v2`` (= those train + val images, as in the real splits) and ``test_v2``."""
+    train, val = read_split(real_root, "train_v2")[:n_train], read_split(real_root, "val_v2")[:n_val]
+    return link_dataset(real_root, root, {"train_v2": train, "val_v2": val, "trainval_v2": train + val,
+                                          "test_v2": read_split(real_root, "test_v2")[:n_test]})
+
+
+def write_corrupt_png(path: Path, shape=(64, 64)) -> Path:
+    """A PNG whose header and chunk checksums are valid (``Image.open`` and ``Image.verify``
+    pass) but whose pixel data does not decompress: it fails only when the pixels are read."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    pos = 8
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        if data[pos + 4:pos + 8] == b"IDAT":
+            for i in range(pos + 8 + n // 2, min(pos + 8 + n // 2 + 16, pos + 8 + n)):
+                data[i] ^= 0xFF
+            data[pos + 8 + n:pos + 12 + n] = struct.pack(">I", zlib.crc32(bytes(data[pos + 4:pos + 8 + n])) & 0xFFFFFFFF)
+        pos += 12 + n
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
+
+
+#: overrides for a tiny FCOS-R18 (random init, 64x64 inputs) that builds and runs in about a second
+TINY_FCOS = ["model.neck.out_channels=32", "model.head.feat_channels=32", "model.head.stacked_convs=1",
+             "data.img_size=[64,64]", "data.num_workers=0", "data.bagcp.enabled=false", "data.repeat=1"]
+
+
+def make_checkpoint(path: Path, overrides=(), module=None) -> Path:
+    """Write an irdet checkpoint of ``module`` (default: a randomly initialised tiny FCOS-R18,
+    :data:`TINY_FCOS` + ``overrides``) without a training run; :func:`irdet.engine.runner.load_checkpoint` reads it."""
+    import lightning as L
+    import torch
+
+    from irdet.config import load_config
+    from irdet.engine.module import DetectorModule
+
+    if module is None:
+        torch.manual_seed(0)
+        module = DetectorModule(load_config("fcos_r18_densesirst_cpu", [*TINY_FCOS, *overrides]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": module.config},
+                "pytorch-lightning_version": L.__version__, "epoch": 0, "global_step": 0}, path)
+    return path

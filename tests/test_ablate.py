@@ -57,7 +57,7 @@ def test_ablate_runs_each_experiment_once_and_resumes(tmp_path, monkeypatch):
         (rows / f"mytable_{name}.yaml").write_text(f"_base_: {base}\ndescription: row {name}\npaper: {{mAP07: 0.2}}\n{extra}")
     calls = []
 
-    def fake_train(cfg, data=None, out=None, resume=None):
+    def fake_train(cfg, data=None, out=None, resume=None, overwrite=False):
         calls.append(("train", cfg["name"], resume))
         (Path(out) / "checkpoints").mkdir(parents=True, exist_ok=True)
         (Path(out) / "checkpoints" / "last.ckpt").write_bytes(b"x")
@@ -98,7 +98,7 @@ def test_ablate_runs_sequence_rows_with_their_protocol(tmp_path, monkeypatch):
     metrics = {"AP50": 0.42, "AP50_95": 0.2, "precision": 0.5, "recall": 0.6, "F1": 0.545, "Pd": 0.61, "Fa": 2e-5}
     trained = []
 
-    def fake_train(cfg, data=None, out=None, resume=None):
+    def fake_train(cfg, data=None, out=None, resume=None, overwrite=False):
         trained.append(cfg["model"]["temporal"]["num_frames"])
         (Path(out) / "checkpoints").mkdir(parents=True, exist_ok=True)
         (Path(out) / "checkpoints" / "best.ckpt").write_bytes(b"x")
@@ -134,3 +134,24 @@ def test_lock_skips_a_run_held_by_a_live_process(tmp_path):
     assert lock.acquire() is True
     lock.release()
     assert not (tmp_path / "r" / ".lock").exists()
+
+
+def test_run_row_keeps_last_without_a_val_split_and_restarts_a_killed_start(densesirst, tmp_path):
+    """Real training: a killed start (config.yaml + logs, no checkpoint) is started again, not refused,
+    and with data.val_split null the last checkpoint is evaluated (a stray best.ckpt is ignored)."""
+    from fixtures import TINY_TRAIN, small_densesirst
+
+    root = small_densesirst(densesirst, tmp_path / "SIRSTdevkit")
+    cfg = load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", [*TINY_TRAIN, "train.max_steps=1"])
+    run = tmp_path / "runs" / ab.config_key(cfg)
+    (run / "logs" / "version_0").mkdir(parents=True)
+    (run / "logs" / "version_0" / "metrics.csv").write_text("step\n")
+    (run / "config.yaml").write_text("name: killed\n")
+    res = ab.run_row(cfg, tmp_path / "runs", str(root))
+    assert res["checkpoint"] == "last" and res["split"] == "test_v2" and 0.0 <= res["mAP07"] <= 1.0
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0"]
+    assert "name: fcos_r18_densesirst_cpu" in (run / "config.yaml").read_text()
+    # an unfinished run resumes its last.ckpt; a best.ckpt in the folder is not what a row without val split reports
+    (run / "result.json").unlink()
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"not used")
+    assert ab.run_row(cfg, tmp_path / "runs", str(root))["checkpoint"] == "last"

@@ -21,16 +21,17 @@ def small_root(tmp_path_factory, request):
     from conftest import DENSESIRST_ROOT, skip_or_fail_without
 
     real = skip_or_fail_without(DENSESIRST_ROOT, "DenseSIRST")
-    train = read_split(real, "trainval_v2")[:4]
+    train = read_split(real, "train_v2")[:4]
     val = read_split(real, "val_v2")[:2]
     test = read_split(real, "test_v2")[:3]
     return link_dataset(real, tmp_path_factory.mktemp("ds") / "SIRSTdevkit",
-                        {"trainval_v2": train, "val_v2": val, "test_v2": test})
+                        {"train_v2": train, "val_v2": val, "test_v2": test})
 
 
 def _train(root, out, extra=(), resume=False):
     args = ["train", str(CONFIGS / "bafenet_r18_densesirst_cpu.yaml"), "--data", str(root), "--out", str(out),
             *(["--resume"] if resume else []), "--set", "train.max_epochs=1", "train.val_interval=1", "data.num_workers=0", "train.checkpoint_every_n_steps=1",
+            "data.train_split=train_v2", "data.val_split=val_v2",  # best.ckpt selected on val_v2 (SPEC §4)
             "model.neck.out_channels=64", "model.head.feat_channels=64", "model.head.stacked_convs=1", *extra]
     assert main(args) == 0
 

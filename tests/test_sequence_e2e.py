@@ -17,18 +17,18 @@ from irdet.cli import main
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sequences" / "yolobp_r18_t5_synthetic.yaml"
 TINY = ["model.temporal.num_frames=3", "model.temporal.hidden=8", "data.img_size=[64,64]", "data.num_workers=0",
         "model.neck.out_channels=32", "model.head.feat_channels=32", "model.head.stacked_convs=1",
-        "train.batch_size=2", "eval.batch_size=2", "data.test_split=val", "data.crop=null", "data.repeat=1"]
+        "train.batch_size=2", "eval.batch_size=2", "data.crop=null", "data.repeat=1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hand_built(root: Path, frames: int = 6, size: int = 64) -> Path:
-    """The synthesizer's layout by hand: images/<seq>/<n>.png, annotations/{train,val}.json; one 4x4
+    """The synthesizer's layout by hand: images/<seq>/<n>.png, annotations/{train,val,test}.json; one 4x4
     target per frame moving (2, 1) px/frame on a noisy background."""
     rng = np.random.default_rng(0)
     image_id = 0
-    for split, seqs in {"train": ["seq0000", "seq0001"], "val": ["seq0002"]}.items():
+    for split, seqs in {"train": ["seq0000", "seq0001"], "val": ["seq0002"], "test": ["seq0003"]}.items():
         coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "target"}]}
         for seq in seqs:
             (root / "images" / seq).mkdir(parents=True, exist_ok=True)
@@ -49,8 +49,8 @@ def _hand_built(root: Path, frames: int = 6, size: int = 64) -> Path:
 
 @pytest.fixture(scope="module")
 def seq_root(tmp_path_factory):
-    """2 train + 1 val sequences x 6 frames of 64x64: from ``irdet synthesize-sequences`` on DenseSIRST
-    backgrounds when both are available, else hand-built in the same layout."""
+    """2 train + 1 val + 1 test sequences x 6 frames of 64x64: from ``irdet synthesize-sequences`` on
+    DenseSIRST backgrounds when both are available, else hand-built in the same layout."""
     from conftest import DENSESIRST_ROOT
 
     out = tmp_path_factory.mktemp("seq") / "synthetic"
@@ -61,7 +61,8 @@ def seq_root(tmp_path_factory):
     split.write_text("\n".join(ids))
     from irdet.data.sequence_synthesis import synthesize_sequences
 
-    synthesize_sequences(DENSESIRST_ROOT, out, 3, 6, 0, split=ids, size=(64, 64), val_fraction=0.34, progress=False)
+    synthesize_sequences(DENSESIRST_ROOT, out, 4, 6, 0, split=ids, size=(64, 64), val_fraction=0.25, test_fraction=0.25,
+                         progress=False)
     return out
 
 
@@ -127,7 +128,7 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
     assert "val/AP50" in (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     best = str(run / "checkpoints" / "best.ckpt")
 
-    # evaluate the checkpoint: task, root and split (data.test_split = val) come from the checkpoint
+    # evaluate the checkpoint: task, root and split (data.test_split = test) come from the checkpoint
     ev = tmp_path / "eval"
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", best, "--out", str(ev)]) == 0
@@ -136,28 +137,28 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
     metrics = json.loads((ev / "metrics.json").read_text())
     for key in ("AP50", "AP50_95", "precision", "recall", "F1", "Pd"):
         assert 0.0 <= metrics[key] <= 1.0
-    val = json.loads((seq_root / "annotations" / "val.json").read_text())
-    assert metrics["num_images"] == len(val["images"]) and (ev / "pr_curve.png").stat().st_size > 0
+    test = json.loads((seq_root / "annotations" / "test.json").read_text())
+    assert metrics["num_images"] == len(test["images"]) and (ev / "pr_curve.png").stat().st_size > 0
     preds = json.loads((ev / "predictions.json").read_text())
-    assert {p["image_id"] for p in preds} <= {im["id"] for im in val["images"]}
+    assert {p["image_id"] for p in preds} <= {im["id"] for im in test["images"]}
     assert all(isinstance(p["image_id"], int) and p["score"] >= 0.001 for p in preds)
 
     # the same predictions as a results file against the annotation file: same numbers
-    assert main(["evaluate", "--predictions", str(ev / "predictions.json"), "--ann", str(seq_root / "annotations" / "val.json"),
+    assert main(["evaluate", "--predictions", str(ev / "predictions.json"), "--ann", str(seq_root / "annotations" / "test.json"),
                  "--out", str(tmp_path / "ev2")]) == 0
     again = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
     assert again["AP50"] == metrics["AP50"] and again["F1"] == metrics["F1"]
     # ground truth written with frame-name ids scores 1
     gt = [{"image_id": im["file_name"].rsplit(".", 1)[0], "bbox": a["bbox"], "score": 1.0}
-          for im in val["images"] for a in val["annotations"] if a["image_id"] == im["id"]]
+          for im in test["images"] for a in test["annotations"] if a["image_id"] == im["id"]]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    assert main(["evaluate", "--predictions", str(tmp_path / "gt.json"), "--ann", "annotations/val.json",
+    assert main(["evaluate", "--predictions", str(tmp_path / "gt.json"), "--ann", "annotations/test.json",
                  "--data", str(seq_root), "--out", str(tmp_path / "ev3")]) == 0
     perfect = json.loads((tmp_path / "ev3" / "metrics.json").read_text())
     assert perfect["AP50"] == perfect["recall"] == perfect["precision"] == perfect["F1"] == perfect["Pd"] == 1.0
 
-    # detect on the val sequence's frame folder: same detections as the evaluation (clips built from cached maps)
-    seq = val["images"][0]["file_name"].split("/")[0]
+    # detect on the test sequence's frame folder: same detections as the evaluation (clips built from cached maps)
+    seq = test["images"][0]["file_name"].split("/")[0]
     det = tmp_path / "det"
     assert main(["detect", best, str(seq_root / "images" / seq), "--out", str(det), "--save-frames"]) == 0
     dets = json.loads((det / "detections.json").read_text())
@@ -165,7 +166,7 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
     assert {d["image_id"] for d in dets} <= {f"{seq}/{p.stem}" for p in frames}
     assert sorted(p.name for p in (det / "frames").glob("*.png")) == sorted(p.name for p in frames)
     assert (det / f"{seq}.mp4").stat().st_size > 0
-    id_of = {im["file_name"].rsplit(".", 1)[0]: im["id"] for im in val["images"]}
+    id_of = {im["file_name"].rsplit(".", 1)[0]: im["id"] for im in test["images"]}
 
     def top(results, key):  # per frame: (best score, its box)
         best = {}
@@ -199,12 +200,13 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
 
 def test_resume_continues_a_sequence_run(seq_root, tmp_path):
     run = tmp_path / "run"
-    _train(seq_root, run, ["train.limit_train_batches=1"])
+    _train(seq_root, run, ["train.limit_train_batches=1", "data.val_split=null"])  # no validation: last.ckpt only
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"] == 1
     assert main(["train", str(CONFIG), "--data", str(seq_root), "--out", str(run), "--resume", "--set", *TINY,
-                 "train.max_epochs=2", "train.limit_train_batches=1"]) == 0
+                 "train.max_epochs=2", "train.limit_train_batches=1", "data.val_split=null"]) == 0
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert state["global_step"] == 2 and state["epoch"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
 def test_cli_errors_are_one_line(seq_root, tmp_path, capsys):

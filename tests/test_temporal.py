@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from irdet.config import DEFAULTS, load_config, merge
 from irdet.errors import ConfigError, DataError
 from irdet.metrics.coco import ImageIndex, coco_evaluate, load_coco, sstnet_prf
-from irdet.models.heads.fcos import FCOSHead, level_points
-from irdet.models.temporal import (IdentityFusion, SequenceFCOSHead, TemporalFusion3D, build_fusion,
-                                   build_sequence_detector, giou_loss_ltrb)
+from irdet.models.heads.fcos import FCOSHead
+from irdet.models.temporal import IdentityFusion, TemporalFusion3D, build_fusion, build_sequence_detector
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,38 +145,6 @@ def test_builder_errors():
         build_sequence_detector(merge(_model_cfg(), {"neck": {"levels": ["P4", "P5"]}}))
     with pytest.raises(ConfigError, match="1 entry"):
         build_sequence_detector(merge(_model_cfg(), {"head": {"regress_ranges": [[-1, 64], [64, 1e8]]}}))
-
-
-# ------------------------------------------------------------------------------------ head
-def test_small_target_assignment():
-    pts = [level_points(8, 8, 8)]
-    box = torch.tensor([[5.0, 5.0, 8.0, 8.0]])  # 3x3 px between the stride-8 points (4, 12)
-    plain = SequenceFCOSHead(strides=(8,), regress_ranges=((-1, 1e8),))
-    ref = FCOSHead(strides=(8,), regress_ranges=((-1, 1e8),))
-    assert plain.get_targets(pts, box, torch.tensor([0]))[0].eq(1).all()  # plain FCOS: no positive
-    assert torch.equal(plain.get_targets(pts, box, torch.tensor([0]))[1], ref.get_targets(pts, box, torch.tensor([0]))[1])
-    head = SequenceFCOSHead(strides=(8,), regress_ranges=((-1, 1e8),), min_assign_size=9)
-    labels, ltrb, ctr = head.assign(pts, box, torch.tensor([0]))
-    pos = labels.eq(0).nonzero().flatten().tolist()
-    assert pos == [0]  # point (4, 4): the grid point nearest the box centre (6.5, 6.5)
-    assert ltrb[0].tolist() == [-1.0, -1.0, 4.0, 4.0]  # signed distances to the *true* box
-    assert abs(float(ctr[0]) - 2 / 7) < 1e-6  # centerness on the 9x9 assignment box [2, 2, 11, 11]
-    # large boxes are assigned exactly as FCOS
-    big = torch.tensor([[0.0, 0.0, 30.0, 20.0]])
-    assert torch.equal(head.get_targets(pts, big, torch.tensor([0]))[0], ref.get_targets(pts, big, torch.tensor([0]))[0])
-    # GIoU on signed distances: the best box containing the point (IoU 9/16 with the true box) scores
-    # 1 − 9/16, and a prediction disjoint from the box still gets a gradient (−log IoU would give none)
-    assert float(giou_loss_ltrb(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), ltrb[:1])) == pytest.approx(1 - 9 / 16)
-    pred = torch.tensor([[0.5, 0.5, 0.5, 0.5]], requires_grad=True)  # [-0.5, 0.5]^2: disjoint from [1, 4]^2
-    giou_loss_ltrb(pred, ltrb[:1]).sum().backward()
-    assert pred.grad.abs().sum() > 0
-    out = {"cls_scores": [torch.zeros(1, 1, 8, 8)], "centernesses": [torch.zeros(1, 1, 8, 8)],
-           "bbox_preds": [torch.full((1, 4, 8, 8), 4.0)]}
-    out["bbox_preds"][0][0, :, 0, 0] = torch.tensor([1e-4, 1e-4, 4.0, 4.0])
-    losses = head.loss(out, [box], [torch.tensor([0])])
-    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_bbox"]) < 0.8
-    with pytest.raises(ConfigError):
-        SequenceFCOSHead(min_assign_size=-1)
 
 
 # ------------------------------------------------------------------------------------ config hooks

@@ -81,9 +81,7 @@ SNR model are irdet's (no public reference).
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -92,6 +90,7 @@ import numpy as np
 
 from irdet.data.bagcp import gaussian_weights
 from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json
+from irdet.data.library_cache import cached_target_library
 from irdet.data.target_library import TargetLibrary, area_resample, build_target_library
 from irdet.errors import ConfigError, DataError
 
@@ -136,20 +135,10 @@ def _nonneg(name: str, value) -> float:
     return v
 
 
-def library_cache_path(root: Path, split: str) -> Path:
-    """Cache file of the library of ``root``/``split``: ``$IRDET_CACHE`` (default
-    ``~/.cache/irdet``) ``/target_library_<split>_<sha1(resolved root)[:10]>.npz`` — the same
-    file as :func:`irdet.engine.datamodule.library_cache_path` (repeated here so that the
-    data package does not import Lightning)."""
-    base = Path(os.environ.get("IRDET_CACHE") or Path.home() / ".cache" / "irdet")
-    digest = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:10]
-    return base / f"target_library_{split}_{digest}.npz"
-
-
 def library_for(root, split: str | Sequence[str], library=None, *, progress: bool = False) -> TargetLibrary:
     """The target library to use: ``library`` (object or ``.npz`` path), else built from
-    ``root``/``split`` — cached (:func:`library_cache_path`) for a named split, in memory for
-    an explicit id list.
+    ``root``/``split`` — cached (:func:`irdet.data.library_cache.cached_target_library`, the
+    cache training uses) for a named split, in memory for an explicit id list.
 
     Raises:
         DataError: a missing/corrupt library file or missing source files.
@@ -160,12 +149,7 @@ def library_for(root, split: str | Sequence[str], library=None, *, progress: boo
         return TargetLibrary.load(library)
     if not isinstance(split, str):
         return build_target_library(root, list(split), progress=progress)
-    cache = library_cache_path(root, split)
-    if cache.is_file():
-        return TargetLibrary.load(cache)
-    lib = build_target_library(root, split, progress=progress)
-    lib.save(cache)
-    return lib
+    return cached_target_library(root, split, progress=progress)
 
 
 # ---------------------------------------------------------------------- backgrounds

@@ -137,14 +137,16 @@ class _IfPresent:
         return self.transform(sample) if self.key in sample else sample
 
 
-def _resize(img_size: Sequence[int], keep_ratio: bool):
+def _resize(img_size: Sequence[int] | None, keep_ratio: bool):
+    if img_size is None:  # native resolution (irdet extension): pixels are never resampled
+        return v2.Identity()
     if keep_ratio:  # long edge = max(img_size), aspect kept (the paper's text)
         return v2.Resize(size=None, max_size=int(max(img_size)), antialias=True)
     return v2.Resize(size=(int(img_size[0]), int(img_size[1])), antialias=True)
 
 
 def build_train_transforms(
-    img_size: Sequence[int] = (512, 512),
+    img_size: Sequence[int] | None = (512, 512),
     *,
     keep_ratio: bool = False,
     flip_prob: float = 0.5,
@@ -157,7 +159,9 @@ def build_train_transforms(
     """Training pipeline (SPEC §4; crop is an irdet extension for CPU budgets).
 
     Args:
-        img_size: (H, W) resize target in pixels (stretching, the reference config).
+        img_size: (H, W) resize target in pixels (stretching, the reference config), or None
+            for native resolution (no resize; irdet extension: targets keep their size in
+            pixels, and boxes need no rescaling).
         keep_ratio: resize the long edge to ``max(img_size)`` keeping the aspect ratio instead.
         flip_prob: probability of a horizontal flip.
         bagcp: optional BAG-CP transform applied in the resized space.
@@ -179,9 +183,10 @@ def build_train_transforms(
 
 
 def build_test_transforms(
-    img_size: Sequence[int] = (512, 512), *, keep_ratio: bool = False, pad_divisor: int = 32
+    img_size: Sequence[int] | None = (512, 512), *, keep_ratio: bool = False, pad_divisor: int = 32
 ) -> v2.Compose:
-    """Test pipeline: resize (as in training) then pad to a multiple of ``pad_divisor``."""
+    """Test pipeline: resize (as in training; ``img_size`` None = native resolution, no
+    resize, the whole frame in one pass) then pad to a multiple of ``pad_divisor``."""
     return v2.Compose([_resize(img_size, keep_ratio), PadToMultiple(pad_divisor)])
 
 

@@ -12,7 +12,9 @@ Runs are stored by the hash of their resolved config (without names, description
 numbers and thread/worker counts), so identical rows of different tables (e.g. Table III a
 and Table IV a), and a ``_cpu`` config identical to a row, are trained once. Finished runs
 (``result.json`` present) are never re-run; an interrupted run resumes from its
-``last.ckpt``. A run being trained by another process (lock file) is skipped.
+``last.ckpt`` (one killed before its first checkpoint starts again). A run being trained by
+another process (lock file) is skipped. The evaluated checkpoint is ``best.ckpt`` when the
+row has a ``data.val_split``, else ``last.ckpt`` (SPEC §4); ``result.json`` records which.
 
 ``task: sequence`` rows (e.g. ``irdet ablate configs/sequences --budget paper --rows
 yolofpn_r18_t1_synthetic yolobp_r18_t5_synthetic``) train the multi-frame detector and report
@@ -136,7 +138,8 @@ class _Lock:
 
 
 def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | None = None) -> dict | None:
-    """Train (or resume) and evaluate one config; returns its ``result.json`` content.
+    """Train (or resume) and evaluate one config; returns its ``result.json`` content
+    (``checkpoint``: ``best`` when selected on ``data.val_split``, ``last`` without one).
 
     Returns None when another process holds the run's lock.
     """
@@ -152,11 +155,13 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         return None
     try:
         last = run / "checkpoints" / "last.ckpt"
-        train(cfg, data=data, out=run, resume=True if last.is_file() else None)
+        # no last.ckpt: a start killed before its first checkpoint may have left config.yaml / logs: start again
+        train(cfg, data=data, out=run, resume=True if last.is_file() else None, overwrite=not last.is_file())
         best = run / "checkpoints" / "best.ckpt"
+        use_best = cfg["data"]["val_split"] is not None and best.is_file()  # no val split: the last checkpoint (SPEC §4)
         split = split or cfg["data"]["test_split"]
-        metrics = evaluate_checkpoint(best if best.is_file() else last, data, split, run / f"eval_{split}")
-        result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if best.is_file() else "last",
+        metrics = evaluate_checkpoint(best if use_best else last, data, split, run / f"eval_{split}")
+        result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if use_best else "last",
                   **{k: metrics[k] for k in _METRICS[config_task(cfg)]}, **_cost(cfg)}
         atomic_write_json(result_file, result)
         return result

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from irdet.engine.optim import build_optimizer, build_scheduler
+from irdet.engine.precision import float32_outputs
 from irdet.metrics import evaluate
 from irdet.models.detector import build_detector
 
@@ -39,7 +40,11 @@ class DetectorModule(L.LightningModule):
     ``val/mAP07``, ``val/mAP12``, ``val/recall``, ``val/AP75``, ``val/Pd``, ``val/Fa``.
     ``predict_step`` returns one dict per image: ``image_id``, ``boxes`` (K, 4) float32
     pixel-edge in original pixels, ``scores`` (K,), ``orig_size``, ``path`` (if any) and, for
-    BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution.
+    BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution; then
+    the batch's ``skipped`` markers (``{"image_id", "path", "skipped": reason}``, see
+    :class:`irdet.data.densesirst.ImageFolder`) unchanged. Under mixed precision the head's
+    outputs are cast to float32 (:func:`irdet.engine.precision.float32_outputs`), so losses,
+    assignment and decoding run in fp32.
     """
 
     #: builds the network from ``config["model"]``; key of the input tensor in a batch
@@ -51,6 +56,10 @@ class DetectorModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config = config
         self.model = self.build_model(config["model"])
+        if isinstance(getattr(self.model, "head", None), torch.nn.Module):
+            # fp32 boundary (irdet extension): under bf16/16-mixed autocast only the network runs in
+            # reduced precision; losses, assignment and decoding get float32 head outputs
+            self.model.head.register_forward_hook(float32_outputs)
         self._val_preds: dict = {}
         self._val_ground_truth: tuple[dict, dict] | None = None  # (boxes, sizes) of the val split, cached
 
@@ -110,7 +119,8 @@ class DetectorModule(L.LightningModule):
             self.log(f"val/{key}", float(m[key]), prog_bar=key in ("mAP07", "recall"), sync_dist=True)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
-        return self._predict(batch)
+        # skipped markers of unreadable images (ImageFolder.collate) pass through after the predictions
+        return (self._predict(batch) if batch["image_id"] else []) + list(batch.get("skipped", ()))
 
     def configure_optimizers(self):
         t = self.config["train"]

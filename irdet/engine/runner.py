@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -14,20 +15,27 @@ from tqdm import tqdm
 
 from irdet.config import config_task
 from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
-from irdet.data.io import atomic_save_image, atomic_write_bytes, read_image
+from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json, read_image
 from irdet.data.transforms import collate
+from irdet.engine.checkpoints import (AtomicCheckpointIO, check_resume_weights, read_resume_checkpoint,
+                                      remove_stale_temp_files)
+from irdet.engine import zoo
 from irdet.engine.datamodule import DenseSIRSTDataModule, test_transforms_from_cfg
 from irdet.engine.module import DetectorModule
-from irdet.errors import DataError
+from irdet.engine.precision import resolve_precision
+from irdet.engine.rundir import check_run_dir, clear_run, discard_failed_start
+from irdet.engine.selection import check_selection
+from irdet.errors import ConfigError, DataError
 from irdet.metrics import dets_to_results, evaluate, load_results, save_results, write_report
 from irdet.visualize import overlay
 
-__all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect"]
+__all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect",
+           "prepare_detect_out", "DETECT_OUTPUTS", "package"]
 
 
 def _trainer_kwargs(t: dict) -> dict:
     return {"accelerator": t["accelerator"], "devices": t["devices"], "num_nodes": t["num_nodes"],
-            "strategy": t["strategy"], "precision": t["precision"]}
+            "strategy": t["strategy"], "precision": resolve_precision(t["precision"], t["accelerator"])}
 
 
 def _set_threads(t: dict) -> None:
@@ -35,26 +43,48 @@ def _set_threads(t: dict) -> None:
         torch.set_num_threads(int(t["threads"]))
 
 
-def train(cfg: dict, data: str | None = None, out: str | Path | None = None, resume: str | bool | None = None) -> Path:
+def _checkpoint_precision(cfg: dict) -> str:
+    """``train.precision`` of a checkpoint's config (``32-true`` when absent)."""
+    return str(cfg.get("train", {}).get("precision") or "32-true")
+
+
+def train(cfg: dict, data: str | None = None, out: str | Path | None = None, resume: str | bool | None = None,
+          overwrite: bool = False) -> Path:
     """Train a detector (SPEC §4) with PyTorch Lightning.
 
-    Writes ``<out>/config.yaml``, ``<out>/checkpoints/{last,best}.ckpt`` (``best`` = highest
-    ``val/mAP07`` on ``data.val_split``; ``last`` every ``train.checkpoint_every_n_steps``
-    steps and at the end), CSV logs under ``<out>/logs/``. ``task: sequence`` configs train the
-    multi-frame detector (:func:`irdet.engine.sequence.build_sequence_training`; ``best`` on
-    ``val/AP50``) with the same trainer, checkpoints, logs and resume.
+    Writes ``<out>/config.yaml``, ``<out>/checkpoints/last.ckpt`` (every
+    ``train.checkpoint_every_n_steps`` steps and at each epoch end; the final model) and, when
+    ``data.val_split`` is set, ``best.ckpt`` (highest ``val/mAP07`` on it); CSV logs under
+    ``<out>/logs/``. ``data.val_split: null`` (the default: train on ``trainval_v2``, keep the
+    last checkpoint) runs no validation and writes no ``best.ckpt``. ``task: sequence`` configs
+    train the multi-frame detector (:func:`irdet.engine.sequence.build_sequence_training`;
+    ``best`` on ``val/AP50``) with the same trainer, checkpoints, logs and resume.
+
+    Before anything is written (irdet extension): the split rule
+    (:func:`irdet.engine.selection.check_selection`), the run directory
+    (:func:`irdet.engine.rundir.check_run_dir`) and the checkpoint to resume from
+    (:func:`irdet.engine.checkpoints.read_resume_checkpoint`, its weights against the model).
+    Checkpoints are written atomically (:class:`~irdet.engine.checkpoints.AtomicCheckpointIO`)
+    and temp files of killed runs are deleted at the start. A run that fails before its first
+    checkpoint removes what it wrote (and the run directory when this call created it).
 
     Args:
         cfg: full config (:func:`irdet.config.load_config`).
         data: dataset root (else ``data.root``, ``$IRDET_DATA``, the default path).
         out: run directory (default ``runs/<config name>``).
         resume: True to continue from ``<out>/checkpoints/last.ckpt``, or a checkpoint path.
+        overwrite: delete the run already in ``out`` (``config.yaml``, ``checkpoints/``,
+            ``logs/``) and start again.
 
     Returns:
         the run directory.
 
     Raises:
-        DataError: bad data root, or the checkpoint to resume from does not exist.
+        DataError: bad data root or split; the checkpoint to resume from is missing,
+            unreadable, not an irdet training checkpoint, or of another model.
+        ConfigError: ``data.val_split`` is the test split or shares images with the training
+            or test split; ``out`` holds a run and neither ``resume`` nor ``overwrite`` is
+            given; both are given.
     """
     t = cfg["train"]
     sequence = config_task(cfg) == "sequence"  # task hook (issue 5): module/data/monitor from irdet.engine.sequence
@@ -66,13 +96,12 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
         root = resolve_data_root(data or cfg["data"]["root"])
     out_dir = Path(out or Path("runs") / cfg["name"])
     ckpt_dir = out_dir / "checkpoints"
-    ckpt_path = None
+    check_selection(cfg, root)
+    check_run_dir(out_dir, resume, overwrite)
+    ckpt_path = state = None
     if resume:
         ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
-        if not ckpt_path.is_file():
-            raise DataError(ckpt_path, "checkpoint to resume from not found")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
+        state = read_resume_checkpoint(ckpt_path, cfg)
     _set_threads(t)
     L.seed_everything(int(t["seed"]), workers=True)
     if sequence:
@@ -81,8 +110,19 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
         module = DetectorModule(cfg)
         datamodule = DenseSIRSTDataModule(cfg, root)
         monitor = "val/mAP07"
+    if state is not None:
+        check_resume_weights(ckpt_path, state, module)
+        del state
+    validate = cfg["data"]["val_split"] is not None
+    created = not out_dir.exists()
+    if overwrite:
+        clear_run(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(ckpt_dir)
+    atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
+    best = [ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, auto_insert_metric_name=False)]
     callbacks = [
-        ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, auto_insert_metric_name=False),
+        *(best if validate else []),
         ModelCheckpoint(ckpt_dir, filename="last", every_n_train_steps=int(t["checkpoint_every_n_steps"]), save_top_k=1,
                         enable_version_counter=False),
         ModelCheckpoint(ckpt_dir, filename="last", save_on_train_epoch_end=True, save_top_k=1, enable_version_counter=False),
@@ -94,16 +134,35 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
         max_epochs=int(t["max_epochs"]),
         max_steps=int(t["max_steps"]),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         logger=CSVLogger(out_dir, name="logs"),
         check_val_every_n_epoch=int(t["val_interval"]),
         log_every_n_steps=int(t["log_every_n_steps"]),
         limit_train_batches=t["limit_train_batches"],
-        limit_val_batches=t["limit_val_batches"],
+        limit_val_batches=t["limit_val_batches"] if validate else 0,  # no val split: no validation loop
         num_sanity_val_steps=0,
         default_root_dir=out_dir,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException as exc:
+        if created or not resume:  # a resumed run keeps its folder
+            discard_failed_start(out_dir, created)
+        if isinstance(exc, SystemExit) and trainer.interrupted:
+            _reraise_interrupt()
+        raise
     return out_dir
+
+
+def _reraise_interrupt() -> None:
+    """Lightning answers Ctrl-C with a graceful shutdown, ``SIGINT`` ignored and ``sys.exit(1)``;
+    give the caller the KeyboardInterrupt back (the CLI exits 130) and Ctrl-C its default handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise KeyboardInterrupt from None
 
 
 def _checkpoint_task(path: Path) -> str:
@@ -115,13 +174,26 @@ def _checkpoint_task(path: Path) -> str:
     return config_task(state["hyper_parameters"]["config"])
 
 
-def load_checkpoint(path: str | Path) -> DetectorModule:
-    """Load a training checkpoint on the CPU (a :class:`SequenceModule` for ``task: sequence``).
+def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
+    """Load a model on the CPU, in eval mode (a :class:`SequenceModule` for ``task: sequence``).
+
+    Args:
+        path: a Lightning training checkpoint (``.ckpt``), a packaged weights file (``.pt``,
+            :func:`irdet.engine.zoo.load_weights`), or None for the shipped default model
+            (:data:`irdet.engine.zoo.DEFAULT_MODEL`).
 
     Raises:
-        DataError: missing file, or not an irdet checkpoint.
+        DataError: missing file, or not an irdet checkpoint / weights file; None when this
+            irdet ships no default model.
     """
+    if path is None:
+        path = zoo.weights_path()
+        if not path.is_file():
+            raise DataError(path, "this irdet has no shipped default model yet: give a checkpoint "
+                                  "(irdet train ... then RUN/checkpoints/last.ckpt)")
     path = Path(path)
+    if zoo.is_weights_file(path):
+        return zoo.load_weights(path)
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
     try:
@@ -136,15 +208,18 @@ def load_checkpoint(path: str | Path) -> DetectorModule:
 
 
 def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: str = "auto", num_workers: int = 2,
-            collate_fn=collate) -> list[dict]:
+            collate_fn=collate, precision: str = "32-true") -> list[dict]:
     """Run ``module`` over ``dataset`` (test transforms) with a Lightning progress bar.
 
-    Returns one dict per image (see :class:`DetectorModule`). ``collate_fn``: the batcher
-    (:func:`irdet.engine.sequence.collate_clips` for clips).
+    Returns one dict per image (see :class:`DetectorModule`; skipped markers of
+    :class:`~irdet.data.densesirst.ImageFolder` included). ``collate_fn``: the batcher
+    (:func:`irdet.engine.sequence.collate_clips` for clips). ``precision``: a Lightning
+    precision string, run as :func:`irdet.engine.precision.resolve_precision` decides for
+    ``accelerator`` (decoding stays fp32).
     """
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        callbacks=[TQDMProgressBar(refresh_rate=5)])
+                        precision=resolve_precision(precision, accelerator), callbacks=[TQDMProgressBar(refresh_rate=5)])
     batches = trainer.predict(module, loader)
     return [item for batch in batches for item in batch]
 
@@ -157,24 +232,28 @@ def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr:
 
 
 def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
-                        accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2) -> dict:
+                        accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2,
+                        precision: str | None = None) -> dict:
     """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
     ``pr_curve.png`` in ``out`` and returns the metrics dict.
 
     A ``task: sequence`` checkpoint is evaluated by :func:`irdet.engine.sequence.evaluate_module`
     (SSTNet protocol; ``split`` None = its ``data.test_split``, ``data`` None = its training root).
+    ``precision`` None = the checkpoint config's ``train.precision`` (resolved for the device,
+    :func:`irdet.engine.precision.resolve_precision`).
     """
     module = load_checkpoint(checkpoint)
     cfg = module.config
+    precision = precision or _checkpoint_precision(cfg)
     if config_task(cfg) == "sequence":
         from irdet.engine.sequence import evaluate_module
 
-        return evaluate_module(module, data, split, out, accelerator, batch_size, num_workers)
+        return evaluate_module(module, data, split, out, accelerator, batch_size, num_workers, precision=precision)
     split = split or "test_v2"
     root = resolve_data_root(data)
     dataset = DenseSIRST(root, split, sky_mask=None, transforms=test_transforms_from_cfg(cfg))
     gts, sizes = dataset.ground_truth()  # validate every annotation before spending time on inference
-    preds = predict(module, dataset, batch_size or cfg["eval"]["batch_size"], accelerator, num_workers)
+    preds = predict(module, dataset, batch_size or cfg["eval"]["batch_size"], accelerator, num_workers, precision=precision)
     dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in preds}
     missing = set(dataset.ids) - set(dets)
     if missing:  # never drop an image silently
@@ -182,6 +261,34 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None =
     out = Path(out)
     save_results(out / "predictions.json", dets_to_results(dets))
     return _report(gts, sizes, dets, out, cfg["eval"]["pdfa_score_thr"])
+
+
+def package(checkpoint, out, data: str | None = None, split: str | None = "test_v2", accelerator: str = "auto",
+            num_workers: int = 2, evaluate: bool = True) -> tuple[Path, dict]:
+    """Turn a training checkpoint into a float16 weights file and score the file itself.
+
+    Writes ``out`` (``.pt``) with ``<stem>.yaml`` and ``<stem>.metrics.json`` beside it
+    (:func:`irdet.engine.zoo.write_weights`). With ``evaluate``, the written weights are
+    loaded back and evaluated on ``split`` (:func:`evaluate_checkpoint`, outputs in
+    ``<stem>_eval/`` beside ``out``), and those metrics are stored in the file, so
+    ``irdet evaluate`` on the packaged file reproduces them. Source: irdet extension.
+
+    Returns:
+        ``(out, metrics)``.
+
+    Raises:
+        DataError: unreadable checkpoint, a file over the size limit, bad data.
+    """
+    module = load_checkpoint(checkpoint)
+    out = zoo.write_weights(module, out, source=Path(checkpoint).name)
+    metrics: dict = {}
+    if evaluate:
+        metrics = evaluate_checkpoint(out, data, split, out.with_name(out.stem + "_eval"), accelerator,
+                                      num_workers=num_workers)
+        metrics = {"split": split or module.config["data"]["test_split"],
+                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}
+        zoo.write_weights(module, out, metrics, source=Path(checkpoint).name)  # the same float16 tensors
+    return out, metrics
 
 
 def evaluate_predictions(predictions, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
@@ -209,30 +316,93 @@ def evaluate_predictions(predictions, data: str | None = None, split: str | None
     return _report(gts, sizes, dets, Path(out), pdfa_score_thr)
 
 
+#: what ``irdet detect`` writes in its out folder (``--overwrite`` clears these first)
+DETECT_OUTPUTS = ("detections.json", "summary.json", "overlays", "frames")
+
+
+def prepare_detect_out(out, overwrite: bool = False) -> Path:
+    """Make ``out`` ready for :func:`detect`: refuse a non-empty folder unless ``overwrite``.
+
+    With ``overwrite``, :data:`DETECT_OUTPUTS` (``detections.json``, ``summary.json``,
+    ``overlays/``, ``frames/``) are deleted first, so no overlay of an earlier run survives;
+    other files stay (an annotated video is replaced by name when written).
+
+    Returns:
+        ``out`` as a Path (created).
+
+    Raises:
+        ConfigError: ``out`` is a file, or a non-empty folder and ``overwrite`` is False (the
+            message names what is there).
+
+    Source: irdet extension.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: --out is a file, not a folder")
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()) if out.is_dir() else []
+    if entries and not overwrite:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise ConfigError(f"{out}: output folder is not empty ({shown}); pass --overwrite to replace the results "
+                          f"of an earlier run, or another --out")
+    for name in DETECT_OUTPUTS if overwrite else ():
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
-           batch_size: int = 1, num_workers: int = 2, **sequence_options) -> Path:
+           batch_size: int = 1, num_workers: int = 2, precision: str | None = None, overwrite: bool = False,
+           **sequence_options) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode).
 
-    Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers) and
-    ``out/overlays/<image id>.png`` (boxes with score ≥ ``score_thr``; sky tinted for BAFE-Net).
-    A ``task: sequence`` checkpoint takes one frame folder or video file instead
-    (:func:`irdet.engine.sequence.detect_module`; ``sequence_options``: ``fps``, ``save_frames``).
+    Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers),
+    ``out/overlays/<image id>.png`` (boxes with score ≥ ``score_thr``; sky tinted for BAFE-Net)
+    and ``out/summary.json`` ``{"images": [{"image_id", "path", "overlay"}], "skipped":
+    [{"path", "reason"}]}``. Image ids are unique (:class:`~irdet.data.densesirst.ImageFolder`:
+    ``dirA/frame.png`` → ``dirA/frame``, overlay ``overlays/dirA/frame.png``). Files that
+    cannot be read (corrupt, not an image, a non-image file in a folder) are listed in
+    ``skipped`` and the others are still processed (irdet extension). ``out`` must be empty
+    unless ``overwrite`` (:func:`prepare_detect_out`). A ``task: sequence`` checkpoint takes
+    one frame folder or video file instead (:func:`irdet.engine.sequence.detect_module`;
+    ``sequence_options``: ``fps``, ``save_frames``; no skipping there).
+
+    Args:
+        precision: Lightning precision string; None = the checkpoint config's
+            ``train.precision``, resolved for the device (:func:`irdet.engine.precision.resolve_precision`).
 
     Returns:
         the path of ``detections.json``.
+
+    Raises:
+        DataError: unreadable checkpoint, a missing input, inputs without any image file.
+        ConfigError: ``out`` not empty and ``overwrite`` False.
     """
     module = load_checkpoint(checkpoint)
+    precision = precision or _checkpoint_precision(module.config)
     if config_task(module.config) == "sequence":
         from irdet.engine.sequence import detect_module
 
-        return detect_module(module, inputs, out, score_thr, accelerator, **sequence_options)
+        out = prepare_detect_out(out, overwrite)
+        return detect_module(module, inputs, out, score_thr, accelerator, precision=precision, **sequence_options)
     dataset = ImageFolder(inputs, transforms=test_transforms_from_cfg(module.config))
-    preds = predict(module, dataset, batch_size, accelerator, num_workers)
-    out = Path(out)
-    dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in preds}
+    out = prepare_detect_out(out, overwrite)
+    preds = predict(module, dataset, batch_size, accelerator, num_workers, collate_fn=ImageFolder.collate,
+                    precision=precision)
+    done = [p for p in preds if "skipped" not in p]
+    skipped = [{"path": str(path), "reason": why} for path, why in dataset.skipped]
+    skipped += [{"path": p["path"], "reason": p["skipped"]} for p in preds if "skipped" in p]
+    dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in done}
     save_results(out / "detections.json", dets_to_results(dets))
-    for p in tqdm(preds, desc="overlays", unit="img"):
+    images = []
+    for p in tqdm(done, desc="overlays", unit="img"):
         keep = p["scores"] >= score_thr
         img = overlay(read_image(p["path"]), p["boxes"][keep], p.get("sky_prob"))
-        atomic_save_image(out / "overlays" / f"{p['image_id']}.png", img)
+        overlay_path = Path("overlays") / f"{p['image_id']}.png"
+        atomic_save_image(out / overlay_path, img)
+        images.append({"image_id": p["image_id"], "path": p["path"], "overlay": overlay_path.as_posix()})
+    atomic_write_json(out / "summary.json", {"images": images, "skipped": skipped})
     return out / "detections.json"

@@ -36,8 +36,10 @@ from torch.utils.data import ConcatDataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
+from irdet.data.io import default_file_mode
 from irdet.engine.datamodule import DenseSIRSTDataModule
 from irdet.engine.module import DetectorModule, gather_predictions
+from irdet.engine.precision import autocast_context, resolve_precision
 from irdet.errors import DataError, IrdetError
 from irdet.metrics.coco import coco_evaluate, dets_to_coco_results, load_coco, write_coco_report
 from irdet.models.temporal import build_sequence_detector
@@ -160,7 +162,7 @@ class SequenceDataModule(DenseSIRSTDataModule):
         if stage in (None, "fit") and self.train_set is None:
             base = open_split(self.cfg, self.root, d["train_split"], train=True)
             self.train_set = ConcatDataset([base] * max(1, int(d["repeat"])))
-        if stage in (None, "fit", "validate") and self.val_set is None:
+        if stage in (None, "fit", "validate") and self.val_set is None and d["val_split"] is not None:  # null: no validation
             self.val_set = open_split(self.cfg, self.root, d["val_split"])
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = open_split(self.cfg, self.root, d["test_split"])
@@ -238,7 +240,7 @@ def build_sequence_training(cfg: dict, data=None) -> tuple[SequenceModule, Seque
 
 # ---------------------------------------------------------------------------------------- evaluation
 def evaluate_module(module: SequenceModule, data=None, split: str | None = None, out="eval", accelerator: str = "auto",
-                    batch_size: int | None = None, num_workers: int = 2) -> dict:
+                    batch_size: int | None = None, num_workers: int = 2, precision: str | None = None) -> dict:
     """Evaluate a sequence checkpoint on a split with the SSTNet protocol.
 
     Writes ``out/predictions.json`` (COCO results, int ``image_id`` = COCO ids, directly usable
@@ -246,7 +248,8 @@ def evaluate_module(module: SequenceModule, data=None, split: str | None = None,
 
     Args:
         module: a loaded :class:`SequenceModule`. data: dataset root (default: the one it was
-            trained on). split: split name (default ``data.test_split``).
+            trained on). split: split name (default ``data.test_split``). precision: Lightning
+            precision string (default ``train.precision``; resolved for the device).
 
     Returns:
         the metrics dict of :func:`irdet.metrics.coco.coco_evaluate`.
@@ -262,7 +265,7 @@ def evaluate_module(module: SequenceModule, data=None, split: str | None = None,
     dataset = open_split(cfg, root, split)
     gt = load_coco(dataset.coco_dict, source=dataset.ann_path)  # validate before spending time on inference
     preds = predict(module, dataset, batch_size or cfg["eval"]["batch_size"], accelerator, num_workers,
-                    collate_fn=collate_clips)
+                    collate_fn=collate_clips, precision=precision or cfg["train"].get("precision") or "32-true")
     dets = {p["coco_id"]: (p["boxes"], p["scores"]) for p in preds}
     missing = {im["id"] for im in gt["images"]} - set(dets)
     if missing:  # never drop a frame silently
@@ -398,7 +401,8 @@ class VideoWriter:
 
     Codec: ``codec`` or the first available of :data:`VIDEO_CODECS` (H.264 ``libx264``,
     ``yuv420p``, in an ``.mp4``). Odd frame sizes are padded by one black row/column (4:2:0
-    needs even sizes). Use as a context manager; the file appears on a clean exit only.
+    needs even sizes). Use as a context manager; the file appears on a clean exit only, with
+    the mode of a plain new file (:func:`irdet.data.io.default_file_mode`).
 
     Raises:
         RuntimeError: no encoder available (callers fall back to PNG frames).
@@ -415,6 +419,7 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
         os.close(fd)
+        os.chmod(self._tmp, default_file_mode())  # mkstemp's 0600 -> 0666 & ~umask, as a plain file
         self._av = av
         self._container = av.open(self._tmp, mode="w")
         self._stream = None
@@ -469,7 +474,8 @@ def _prepare(image: np.ndarray, img_size, pad_divisor: int) -> tuple[torch.Tenso
 
 
 def detect_module(module: SequenceModule, inputs, out="detections", score_thr: float = 0.3, accelerator: str = "auto",
-                  fps: float | None = None, save_frames: bool = False, video: bool = True) -> Path:
+                  fps: float | None = None, save_frames: bool = False, video: bool = True,
+                  precision: str = "32-true") -> Path:
     """Detect targets in a frame folder or a video with a sequence checkpoint.
 
     Each frame is the current frame of a clip of its T − 1 predecessors (clamped at the first
@@ -486,6 +492,9 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
 
     Args:
         inputs: one path (a list of one is accepted): frame folder, image, or video file.
+        precision: Lightning precision string, resolved for the device
+            (:func:`irdet.engine.precision.resolve_precision`) and run as autocast
+            (:func:`~irdet.engine.precision.autocast_context`); decoding stays fp32.
 
     Returns:
         the path of ``detections.json``.
@@ -505,6 +514,7 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
     cfg = module.config
     device = torch.device("cuda" if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu")
     model = module.model.to(device).eval()
+    amp = autocast_context(resolve_precision(precision, device.type), device.type)
     t = model.num_frames
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -522,7 +532,7 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
         for frame_id, image in tqdm(source, total=source.num_frames, desc=f"detect {source.name}", unit="frame"):
             x, img_size = _prepare(image, cfg["data"]["img_size"], int(cfg["data"]["pad_divisor"]))
             orig = image.shape[:2]
-            with torch.no_grad():
+            with torch.no_grad(), amp:
                 feat, _ = model.frame_features(x[None].to(device))
                 history.append(feat[0])
                 clip = [history[0]] * (t - len(history)) + list(history)

@@ -35,7 +35,8 @@ class ResNetBackbone(nn.Module):
             (``frozen_bn`` when ``weights`` is given, else ``bn``).
         frozen_stages: stages whose parameters get no gradient: -1 none, 0 stem, 1 stem +
             layer1 (the reference), ... ``"auto"``: 1 with weights, -1 without.
-        out_levels: which of ``"C2".."C5"`` to return.
+        out_levels: which of ``"C2".."C5"`` to return; stages deeper than the deepest of
+            them are not built.
 
     Input: images (N, 3, H, W), normalised. Output: dict level → (N, C_l, H/s, W/s) with
     strides 4, 8, 16, 32 for C2..C5 and channels 64/128/256/512 (R18/34) or
@@ -73,8 +74,11 @@ class ResNetBackbone(nn.Module):
             if missing or unexpected:
                 raise DataError(path, f"not a ResNet-{depth} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.out_levels = tuple(out_levels)
+        # Build only the stages up to the deepest requested level (e.g. stem + layer1 for C2
+        # alone), so parameters, MACs and weights files count only what runs.
+        self._last = max(int(lv[1]) for lv in self.out_levels) - 2
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4][: self._last + 1])
         width = 64 * (4 if depth >= 50 else 1)
         self.out_channels = {f"C{i + 2}": width * 2**i for i in range(4)}
         self.strides = {f"C{i + 2}": 2 ** (i + 2) for i in range(4)}
@@ -82,13 +86,11 @@ class ResNetBackbone(nn.Module):
         for stage in [self.stem, *self.layers][: self.frozen_stages + 1]:
             for p in stage.parameters():
                 p.requires_grad_(False)
-        # Stop once the last requested level is computed (e.g. no layer4 work for C2-only).
-        self._last = max(int(lv[1]) for lv in self.out_levels) - 2
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.stem(x)
         out = {}
-        for i, layer in enumerate(self.layers[: self._last + 1]):
+        for i, layer in enumerate(self.layers):
             x = layer(x)
             if f"C{i + 2}" in self.out_levels:
                 out[f"C{i + 2}"] = x

@@ -18,11 +18,11 @@ from irdet.models.heads.bafe import BAFEHead
 from irdet.models.heads.fcos import FCOSHead
 from irdet.models.necks import FPN
 
-__all__ = ["Detector", "build_detector", "build_neck", "default_regress_ranges"]
+__all__ = ["Detector", "build_detector", "build_neck", "default_regress_ranges", "neck_inputs"]
 
 BAFE_KEYS = ("exchange", "adapter", "exchange_ratio", "adapter_hidden", "selection", "exchange_mode", "scorer", "seg_loss_weight")
 FCOS_KEYS = ("num_classes", "stacked_convs", "feat_channels", "center_sampling", "center_sample_radius",
-             "focal_alpha", "focal_gamma", "test")
+             "focal_alpha", "focal_gamma", "assigner", "assign_radius", "min_assign_size", "box_param", "test")
 
 
 class Detector(nn.Module):
@@ -98,10 +98,10 @@ def build_neck(cfg: dict, in_channels: dict[str, int]) -> nn.Module:
     cfg = dict(cfg)
     kind = cfg.pop("type", "fpn")
     if kind == "fpn":
-        unknown = set(cfg) - {"out_channels", "levels"}
+        unknown = set(cfg) - {"out_channels", "levels", "in_levels"}
         if unknown:
             raise ConfigError(f"unknown model.neck keys for fpn: {sorted(unknown)}")
-        return FPN(in_channels, cfg.get("out_channels", 256), cfg.get("levels", ("P3", "P4", "P5")))
+        return FPN(in_channels, cfg.get("out_channels", 256), cfg.get("levels", ("P3", "P4", "P5")), cfg.get("in_levels"))
     if kind == "bpfpn":
         from irdet.models.necks.bpfpn import BPFPN
 
@@ -118,7 +118,7 @@ def build_detector(cfg: dict) -> Detector:
     bb = cfg["backbone"]
     neck_cfg = dict(cfg["neck"])
     levels = list(neck_cfg.get("levels", ["P3", "P4", "P5"]))
-    needed = {f"C{lv[1:]}" for lv in levels} | set(getattr_needed(neck_cfg))
+    needed = neck_inputs(neck_cfg)
     backbone = ResNetBackbone(bb["depth"], bb.get("weights"), bb.get("norm", "auto"), bb.get("frozen_stages", "auto"),
                               out_levels=sorted(needed))
     neck = build_neck(neck_cfg, backbone.out_channels)
@@ -137,8 +137,11 @@ def build_detector(cfg: dict) -> Detector:
     return Detector(backbone, neck, head, cfg.get("pixel_mean", (123.675, 116.28, 103.53)), cfg.get("pixel_std", (58.395, 57.12, 57.375)))
 
 
-def getattr_needed(neck_cfg: dict) -> list[str]:
-    """Backbone levels a neck needs beyond its outputs (BP-FPN's GILS shortcut reads C2)."""
+def neck_inputs(neck_cfg: dict) -> list[str]:
+    """Backbone levels a neck reads, sorted: the ``C_k`` of its outputs, its ``in_levels``
+    (FPN top-down path) and C2 for BP-FPN's GILS shortcut. The backbone builds only these."""
+    levels = list(neck_cfg.get("levels", ["P3", "P4", "P5"]))
+    needed = {f"C{lv[1:]}" for lv in levels} | set(neck_cfg.get("in_levels") or ())
     if neck_cfg.get("type") == "bpfpn" and neck_cfg.get("shortcut", "gils") != "none":
-        return ["C2"]
-    return []
+        needed.add("C2")
+    return sorted(needed)

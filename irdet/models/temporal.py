@@ -21,7 +21,7 @@ temporal fusion       motion coupling neck (2D convs on      3D-convolution bloc
                       concatenated frames) + ConvLSTM aux    residual onto the current frame's P3
 head                  YOLOX head, stride 8                   FCOS head, one level (stride 8), with an
                                                              optional small-target assignment
-                                                             (:class:`SequenceFCOSHead`)
+                                                             (``min_assign_size`` of :class:`FCOSHead`)
 ====================  =====================================  =====================================
 
 Temporal fusion choice: a **3D-convolution block** (:class:`TemporalFusion3D`, C3D, Tran et al.
@@ -77,16 +77,14 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torchvision.ops import generalized_box_iou_loss
-
 from irdet.config import SEQUENCE_DEFAULTS
 from irdet.errors import ConfigError
 from irdet.models.backbones import ResNetBackbone
-from irdet.models.detector import FCOS_KEYS, build_neck, getattr_needed
-from irdet.models.heads.fcos import FCOSHead, centerness_target
+from irdet.models.detector import FCOS_KEYS, build_neck, neck_inputs
+from irdet.models.heads.fcos import FCOSHead
 
-__all__ = ["TemporalFusion3D", "IdentityFusion", "SequenceFCOSHead", "SequenceDetector", "build_sequence_detector",
-           "build_fusion", "giou_loss_ltrb", "TEMPORAL_DEFAULTS", "SEQUENCE_TEST_CFG", "FUSION_TYPES"]
+__all__ = ["TemporalFusion3D", "IdentityFusion", "SequenceDetector", "build_sequence_detector",
+           "build_fusion", "TEMPORAL_DEFAULTS", "SEQUENCE_TEST_CFG", "FUSION_TYPES"]
 
 FUSION_TYPES = ("conv3d", "none")
 #: ``model.temporal`` options (validated by :func:`build_fusion`); the one copy lives in
@@ -180,92 +178,6 @@ def build_fusion(cfg: dict | None, channels: int) -> nn.Module:
     if cfg["type"] != "conv3d":
         raise ConfigError(f"model.temporal.type must be one of {list(FUSION_TYPES)}, got {cfg['type']!r}")
     return TemporalFusion3D(channels, t, cfg["hidden"], int(cfg["layers"]), int(cfg["kernel_t"]), float(cfg["init_scale"]))
-
-
-def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-point GIoU loss 1 − GIoU ∈ [0, 2] of (P, 4) ``(l, t, r, b)`` distances from the same points.
-
-    ``pred`` ≥ 0; ``target`` may be negative on a side (point outside the target box) as long as
-    ``l + r > 0`` and ``t + b > 0``. Returns (P,).
-    """
-    p = torch.stack([-pred[:, 0], -pred[:, 1], pred[:, 2], pred[:, 3]], dim=1)
-    t = torch.stack([-target[:, 0], -target[:, 1], target[:, 2], target[:, 3]], dim=1)
-    return generalized_box_iou_loss(p, t, reduction="none")
-
-
-class SequenceFCOSHead(FCOSHead):
-    """:class:`FCOSHead` with an optional small-target assignment (``min_assign_size``, irdet extension).
-
-    FCOS makes a point a positive only when it lies strictly inside a box; at stride 8 a
-    w×w box (w < 8) contains a grid point with probability (w/8)² only (SPEC §3 measures
-    ~35% of DenseSIRST boxes), so most 2–7 px moving targets would be trained as background.
-    The host's YOLOX head does not have this limit (SimOTA candidates are points inside the
-    box *or* within 2.5 strides of its centre). With ``min_assign_size = m > 0``:
-
-    * assignment (positives, regress ranges, smallest-area rule, centre sampling) runs on
-      *assignment boxes*: each box enlarged about its centre to at least m × m px (boxes
-      already ≥ m on a side keep that side); with m > stride every box gets ≥ 1 positive,
-      the 1–2 grid points nearest its centre per axis;
-    * regression targets stay the **true** box: ``(l, t, r, b) = (x − x1, y − y1, x2 − x, y2 − y)``,
-      negative on a side where the point lies outside the box; the box loss is the GIoU loss
-      (1 − GIoU, Rezatofighi et al. 2019; MMDetection's FCOS "giou" variant) instead of
-      −log IoU, because a prediction (which always contains its point) starts disjoint from a
-      target box that does not contain the point, where IoU and its gradient are 0;
-    * the centerness target (and the regression-loss weight) is computed on the assignment
-      box (positive distances), so a target's best-centred point still scores highest.
-
-    ``min_assign_size = 0`` (default) is exactly :class:`FCOSHead`. Decoding is unchanged
-    (``exp`` distances, the box always contains its point); a point 1–3 px outside a 4 px box
-    can still reach IoU ≥ 0.5. Shapes as :class:`FCOSHead`.
-
-    Raises:
-        ConfigError: negative ``min_assign_size``.
-    """
-
-    def __init__(self, *args, min_assign_size: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not isinstance(min_assign_size, (int, float)) or isinstance(min_assign_size, bool) or min_assign_size < 0:
-            raise ConfigError(f"model.head.min_assign_size must be a number >= 0 (px), got {min_assign_size!r}")
-        self.min_assign_size = float(min_assign_size)
-
-    def assignment_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
-        """(G, 4) XYXY boxes enlarged about their centres to at least ``min_assign_size`` per side."""
-        if self.min_assign_size <= 0 or boxes.numel() == 0:
-            return boxes
-        c = (boxes[:, :2] + boxes[:, 2:]) / 2
-        half = (boxes[:, 2:] - boxes[:, :2]).clamp(min=self.min_assign_size) / 2
-        return torch.cat([c - half, c + half], dim=1)
-
-    def assign(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
-        """Assignment for one image: ``(labels (P,), ltrb to the true box (P, 4), centerness target (P,))``.
-
-        Positives and the centerness target come from the assignment boxes; background points
-        have label ``num_classes`` (their ltrb / centerness are meaningless).
-        """
-        abox = self.assignment_boxes(boxes)
-        assigned, ltrb_a = super().get_targets(points, abox, labels)
-        ctr = centerness_target(ltrb_a.clamp(min=0))
-        if abox is boxes:
-            return assigned, ltrb_a, ctr
-        pts = torch.cat(points)
-        ltrb = ltrb_a.clone()
-        pos = assigned < self.num_classes
-        if pos.any():
-            p = pts[pos]
-            recon = torch.cat([p - ltrb_a[pos, :2], p + ltrb_a[pos, 2:]], dim=1)  # the assigned assignment box
-            idx = (recon[:, None, :] - abox[None]).abs().sum(-1).argmin(1)
-            b = boxes[idx]
-            ltrb[pos] = torch.cat([p - b[:, :2], b[:, 2:] - p], dim=1)
-        return assigned, ltrb, ctr
-
-    def get_targets(self, points, boxes, labels):
-        """As :meth:`FCOSHead.get_targets` (labels, ltrb to the true box), with the small-target assignment."""
-        assigned, ltrb, _ = self.assign(points, boxes, labels)
-        return assigned, ltrb
-
-    def box_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """GIoU loss with ``min_assign_size > 0`` (targets may lie off the point), else FCOS's −log IoU."""
-        return giou_loss_ltrb(pred, target) if self.min_assign_size > 0 else super().box_loss(pred, target)
 
 
 class SequenceDetector(nn.Module):
@@ -391,7 +303,7 @@ def build_sequence_detector(cfg: dict) -> SequenceDetector:
     if "P3" not in levels:
         raise ConfigError(f"the sequence detector fuses the stride-8 map P3: model.neck.levels {levels} must contain P3")
     bb = cfg["backbone"]
-    needed = {f"C{lv[1:]}" for lv in levels} | set(getattr_needed(neck_cfg))
+    needed = neck_inputs(neck_cfg)
     backbone = ResNetBackbone(bb["depth"], bb.get("weights"), bb.get("norm", "auto"), bb.get("frozen_stages", "auto"),
                               out_levels=sorted(needed))
     neck = build_neck(neck_cfg, backbone.out_channels)
@@ -401,7 +313,7 @@ def build_sequence_detector(cfg: dict) -> SequenceDetector:
         raise ConfigError(f"the sequence head has one level (stride 8): model.head.regress_ranges needs 1 entry, got {ranges}")
     kwargs = {k: head_cfg[k] for k in FCOS_KEYS if k in head_cfg}
     kwargs.update(in_channels=neck.out_channels, strides=(8,), regress_ranges=ranges)
-    head = SequenceFCOSHead(**kwargs, min_assign_size=head_cfg.get("min_assign_size", 0.0))
+    head = FCOSHead(**kwargs)
     t = int({**TEMPORAL_DEFAULTS, **(cfg.get("temporal") or {})}["num_frames"])
     return SequenceDetector(backbone, neck, fusion, head, t, cfg.get("pixel_mean", (123.675, 116.28, 103.53)),
                             cfg.get("pixel_std", (58.395, 57.12, 57.375)))

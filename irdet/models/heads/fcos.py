@@ -9,6 +9,12 @@ off, focal loss (α 0.25, γ 2) + IoU loss (−log IoU, weighted by the centerne
 centerness BCE, all weight 1; test: top 1000 per level by class score with score > 0.05,
 score × centerness, NMS IoU 0.5 in original-image coordinates, ≤ 100 boxes per image.
 
+Small-target options (irdet extensions, off by default so the paper's FCOS stays the
+reference): ``assigner: nearest`` gives every ground-truth box a positive at any stride
+(:meth:`FCOSHead.get_targets`), ``min_assign_size`` enlarges boxes for assignment, and
+``box_param: offset`` regresses a signed centre offset and a log size, so the predicted box
+need not contain its point (a point next to a 3-px box can regress that box exactly).
+
 Coordinates: boxes are (x1, y1, x2, y2) pixel-edge coordinates of the network input;
 the point of feature cell (i, j) at stride s is ``(j·s + s/2, i·s + s/2)``.
 """
@@ -22,9 +28,20 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, sigmoid_focal_loss
+from scipy.optimize import linear_sum_assignment
+from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
-__all__ = ["FCOSHead", "make_tower", "level_points", "iou_loss", "centerness_target"]
+from irdet.errors import ConfigError
+
+__all__ = ["FCOSHead", "make_tower", "level_points", "iou_loss", "giou_loss_ltrb", "centerness_target",
+           "ASSIGNERS", "BOX_PARAMS"]
+
+#: ``assigner`` choices: ``fcos`` (the paper's host: a point strictly inside the box) and
+#: ``nearest`` (irdet extension: every box owns a positive at any stride).
+ASSIGNERS = ("fcos", "nearest")
+#: ``box_param`` choices: ``exp`` (FCOS: ltrb = exp(s·x) px, the box contains its point) and
+#: ``offset`` (irdet extension: signed centre offset in strides + exp log-size in strides).
+BOX_PARAMS = ("exp", "offset")
 
 
 def make_tower(in_channels: int, channels: int, num_convs: int, gn_groups: int = 32) -> nn.Sequential:
@@ -73,6 +90,18 @@ def iou_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> tor
     return -iou.clamp(min=eps).log()
 
 
+def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-point GIoU loss 1 − GIoU ∈ [0, 2] (Rezatofighi et al. 2019) of (P, 4) ``(l, t, r, b)`` distances.
+
+    Both may be negative on a side (the point lies outside that box) as long as ``l + r > 0`` and
+    ``t + b > 0``. Unlike −log IoU it has a gradient when the boxes are disjoint, which happens
+    when a positive lies outside its tiny box. Returns (P,).
+    """
+    p = torch.stack([-pred[:, 0], -pred[:, 1], pred[:, 2], pred[:, 3]], dim=1)
+    t = torch.stack([-target[:, 0], -target[:, 1], target[:, 2], target[:, 3]], dim=1)
+    return generalized_box_iou_loss(p, t, reduction="none")
+
+
 def _reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over DDP ranks (identity without torch.distributed)."""
     if dist.is_available() and dist.is_initialized():
@@ -94,13 +123,28 @@ class FCOSHead(nn.Module):
         center_sampling: assign only points within ``center_sample_radius``·stride of a box
             centre (FCOS v2; off in the paper, an irdet switch for small targets).
         focal_alpha, focal_gamma: focal loss parameters (0.25, 2).
+        assigner: ``"fcos"`` (the paper) or ``"nearest"`` (irdet extension, see
+            :meth:`get_targets`): positives are the points inside the box or within
+            ``assign_radius``·stride of its centre, and every box owns at least one.
+        assign_radius: half-side of the square centre region of ``nearest``, in strides (1.0).
+        min_assign_size: enlarge every box about its centre to at least this side (pixels)
+            before assignment (0 = off; the moving-target configs use 9 at stride 8).
+        box_param: ``"exp"`` (FCOS) or ``"offset"`` (irdet extension; see :meth:`forward`).
         test: dict with ``nms_pre`` (1000), ``score_thr`` (0.05), ``nms_iou`` (0.5),
             ``max_per_img`` (100).
 
     ``forward(feats)`` takes a list of (N, in_channels, H_l, W_l) and returns a dict of
     per-level lists: ``cls_scores`` (N, num_classes, H_l, W_l) logits, ``bbox_preds``
-    (N, 4, H_l, W_l) ltrb distances in pixels (> 0), ``centernesses`` (N, 1, H_l, W_l)
-    logits.
+    (N, 4, H_l, W_l) float32 ltrb distances in pixels from each point to the box sides (> 0
+    with ``exp``; signed with ``offset``, l + r > 0 and t + b > 0), ``centernesses``
+    (N, 1, H_l, W_l) logits.
+
+    The box loss is −log IoU (FCOS) when every positive lies inside its box (``fcos``
+    assigner, no enlargement), else the GIoU loss (:func:`giou_loss_ltrb`).
+
+    Raises:
+        ConfigError: unknown ``assigner`` / ``box_param``, negative ``min_assign_size``,
+            ``assign_radius`` ≤ 0.
     """
 
     def __init__(
@@ -116,11 +160,27 @@ class FCOSHead(nn.Module):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         prior_prob: float = 0.01,
+        assigner: str = "fcos",
+        assign_radius: float = 1.0,
+        min_assign_size: float = 0.0,
+        box_param: str = "exp",
         test: dict | None = None,
     ):
         super().__init__()
         if len(strides) != len(regress_ranges):
             raise ValueError(f"{len(strides)} strides but {len(regress_ranges)} regress ranges")
+        if assigner not in ASSIGNERS:
+            raise ConfigError(f"model.head.assigner must be one of {list(ASSIGNERS)}, got {assigner!r}")
+        if box_param not in BOX_PARAMS:
+            raise ConfigError(f"model.head.box_param must be one of {list(BOX_PARAMS)}, got {box_param!r}")
+        if not isinstance(min_assign_size, (int, float)) or isinstance(min_assign_size, bool) or min_assign_size < 0:
+            raise ConfigError(f"model.head.min_assign_size must be a number >= 0 (px), got {min_assign_size!r}")
+        if not isinstance(assign_radius, (int, float)) or isinstance(assign_radius, bool) or assign_radius <= 0:
+            raise ConfigError(f"model.head.assign_radius must be a number > 0 (strides), got {assign_radius!r}")
+        self.assigner = assigner
+        self.assign_radius = float(assign_radius)
+        self.min_assign_size = float(min_assign_size)
+        self.box_param = box_param
         self.num_classes = num_classes
         self.strides = list(strides)
         self.regress_ranges = [tuple(float(v) for v in r) for r in regress_ranges]
@@ -154,13 +214,27 @@ class FCOSHead(nn.Module):
             reg_feat = self.reg_tower(x)
             out["cls_scores"].append(self.conv_cls(cls_feat))
             out["centernesses"].append(self.conv_centerness(cls_feat))
-            # exp() of the scaled log-distance, as MMDetection with norm_on_bbox=False; the
-            # clamp only guards fp overflow (exp(12) px is far beyond any image).
-            reg = (self.conv_reg(reg_feat) * self.scales[level]).float().clamp(max=12.0)
-            out["bbox_preds"].append(reg.exp())
+            out["bbox_preds"].append(self.decode_distances(self.conv_reg(reg_feat), level))
             for key, value in extra.items():
                 out.setdefault(key, []).append(value)
         return out
+
+    def decode_distances(self, raw: torch.Tensor, level: int) -> torch.Tensor:
+        """Regression output (N, 4, H, W) of ``level`` → float32 ltrb distances in pixels.
+
+        ``exp`` (FCOS, MMDetection ``norm_on_bbox=False``): ``ltrb = exp(scale·raw)``, always
+        > 0. ``offset`` (irdet extension): ``raw = (ox, oy, sw, sh)``, box centre = point +
+        (ox, oy)·stride, size (w, h) = exp(scale·(sw, sh))·stride, so ``l = w/2 − ox·stride``,
+        ``r = w/2 + ox·stride`` (likewise t, b); at initialisation (raw ≈ 0) every point
+        predicts a stride × stride box on itself. The clamp only guards fp overflow.
+        """
+        raw = raw.float()
+        if self.box_param == "exp":
+            return (raw * self.scales[level]).clamp(max=12.0).exp()
+        stride = float(self.strides[level])
+        off = raw[:, :2] * stride
+        half = (raw[:, 2:] * self.scales[level]).clamp(max=12.0).exp() * (stride / 2)
+        return torch.cat([half - off, half + off], dim=1)
 
     # ------------------------------------------------------------------ targets
     def points(self, out: dict) -> list[torch.Tensor]:
@@ -169,7 +243,7 @@ class FCOSHead(nn.Module):
         return [level_points(t.shape[-2], t.shape[-1], s, t.device) for t, s in zip(ref, self.strides)]
 
     def get_targets(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
-        """FCOS assignment for one image.
+        """Label assignment for one image.
 
         Args:
             points: per-level (P_l, 2) points in input pixels.
@@ -178,41 +252,107 @@ class FCOSHead(nn.Module):
 
         Returns:
             ``(labels, ltrb)``: (P,) assigned class (``num_classes`` = background) and (P, 4)
-            distances to the assigned box, over all levels concatenated. A point is a
-            positive of the smallest-area box that contains it (strictly), whose largest
-            distance lies in the level's regress range (and, with centre sampling, that
-            lies within radius·stride of the box centre, clipped to the box).
+            distances from each point to the sides of its assigned (true) box, over all levels
+            concatenated; negative on a side where the point lies outside the box.
+
+        ``fcos`` (the paper): a point is a positive of the smallest-area box that contains it
+        strictly, whose largest distance lies in the level's regress range (with centre
+        sampling: within radius·stride of the box centre, clipped to the box). At stride s a
+        w × w box (w < s) contains a grid point with probability (w/s)² only.
+
+        ``nearest`` (irdet extension, in the spirit of the centre priors of ATSS / RFLA for
+        tiny objects): a point is a candidate of a box when it lies inside the box or within
+        ``assign_radius``·stride of its centre (a square region, not clipped to the box), and
+        the box's largest distance from it lies in the level's regress range; a point claimed
+        by several boxes goes to the box with the nearest centre. Then every box is
+        guaranteed one positive: a minimum-cost one-to-one matching (Hungarian algorithm,
+        ``scipy.optimize.linear_sum_assignment``) between the boxes and their nearest
+        in-range points, by centre distance, overrides the above for the matched points, so
+        clustered targets 1–2 px apart still own distinct points.
+
+        ``min_assign_size`` > 0 first enlarges every box about its centre to that side for the
+        tests above (the regression target stays the true box).
         """
+        assigned, _, ltrb, _ = self._assign(points, boxes, labels)
+        return assigned, ltrb
+
+    def assignment_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(G, 4) XYXY boxes enlarged about their centres to at least ``min_assign_size`` per side."""
+        if self.min_assign_size <= 0 or boxes.numel() == 0:
+            return boxes
+        c = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]).clamp(min=self.min_assign_size) / 2
+        return torch.cat([c - half, c + half], dim=1)
+
+    def _assign(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
+        """``(labels (P,), box index (P,), ltrb to the true box (P, 4), ltrb to the assignment region (P, 4))``."""
         pts = torch.cat(points)
         num_points = pts.shape[0]
         bg = torch.full((num_points,), self.num_classes, dtype=torch.long, device=pts.device)
         if boxes.numel() == 0:
-            return bg, pts.new_zeros(num_points, 4)
+            zeros = pts.new_zeros(num_points, 4)
+            return bg, torch.zeros_like(bg), zeros, zeros
         ranges = torch.cat([pts.new_tensor(r).expand(len(p), 2) for r, p in zip(self.regress_ranges, points)])
+        strides = torch.cat([pts.new_full((len(p),), float(s)) for s, p in zip(self.strides, points)])[:, None]
         x = pts[:, 0:1]
         y = pts[:, 1:2]
         b = boxes[None]  # (1, G, 4)
         ltrb = torch.stack([x - b[..., 0], y - b[..., 1], b[..., 2] - x, b[..., 3] - y], dim=-1)  # (P, G, 4)
-        if self.center_sampling:
-            strides = torch.cat([pts.new_full((len(p),), s) for s, p in zip(self.strides, points)])[:, None]
+        a = self.assignment_boxes(boxes)[None]
+        if self.assigner == "nearest":  # the box ∪ the centre square of half-side radius·stride
+            cx, cy = (a[..., 0] + a[..., 2]) / 2, (a[..., 1] + a[..., 3]) / 2
+            r = strides * self.assign_radius
+            a = torch.stack([torch.minimum(a[..., 0], cx - r), torch.minimum(a[..., 1], cy - r),
+                             torch.maximum(a[..., 2], cx + r), torch.maximum(a[..., 3], cy + r)], -1)  # (P, G, 4)
+        ltrb_a = torch.stack([x - a[..., 0], y - a[..., 1], a[..., 2] - x, a[..., 3] - y], dim=-1)
+        if self.center_sampling and self.assigner == "fcos":
             radius = strides * self.center_sample_radius
-            cx = (b[..., 0] + b[..., 2]) / 2
-            cy = (b[..., 1] + b[..., 3]) / 2
-            x1 = torch.maximum(cx - radius, b[..., 0])
-            y1 = torch.maximum(cy - radius, b[..., 1])
-            x2 = torch.minimum(cx + radius, b[..., 2])
-            y2 = torch.minimum(cy + radius, b[..., 3])
+            cx = (a[..., 0] + a[..., 2]) / 2
+            cy = (a[..., 1] + a[..., 3]) / 2
+            x1 = torch.maximum(cx - radius, a[..., 0])
+            y1 = torch.maximum(cy - radius, a[..., 1])
+            x2 = torch.minimum(cx + radius, a[..., 2])
+            y2 = torch.minimum(cy + radius, a[..., 3])
             inside = torch.stack([x - x1, y - y1, x2 - x, y2 - y], -1).min(-1).values > 0
         else:
-            inside = ltrb.min(-1).values > 0
-        max_dist = ltrb.max(-1).values
+            inside = ltrb_a.min(-1).values > 0
+        max_dist = ltrb_a.max(-1).values
         in_range = (max_dist >= ranges[:, 0:1]) & (max_dist <= ranges[:, 1:2])
-        areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(num_points, -1).clone()
-        areas[~(inside & in_range)] = float("inf")
-        min_area, idx = areas.min(dim=1)
+        if self.assigner == "fcos":
+            area = (a[0, :, 2] - a[0, :, 0]) * (a[0, :, 3] - a[0, :, 1])  # of the assignment boxes
+            cost = area[None].expand(num_points, -1).clone()
+        else:
+            centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+            cost = torch.cdist(pts, centre)  # (P, G) px
+        dist = cost if self.assigner == "nearest" else None
+        cost = cost.masked_fill(~(inside & in_range), float("inf"))
+        min_cost, idx = cost.min(dim=1)
         assigned = labels[idx].clone()
-        assigned[torch.isinf(min_area)] = self.num_classes
-        return assigned, ltrb[torch.arange(num_points, device=pts.device), idx]
+        assigned[torch.isinf(min_cost)] = self.num_classes
+        if dist is not None:
+            matched_points, matched_boxes = self._match(dist, in_range)
+            idx[matched_points] = matched_boxes
+            assigned[matched_points] = labels[matched_boxes]
+        rows = torch.arange(num_points, device=pts.device)
+        return assigned, idx, ltrb[rows, idx], ltrb_a[rows, idx]
+
+    @staticmethod
+    def _match(dist: torch.Tensor, in_range: torch.Tensor, k: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+        """One point per box: min-cost one-to-one matching of (P, G) centre distances (px).
+
+        Candidates of a box are its ``max(k, G)`` nearest points among those whose level's
+        regress range admits it (all points when none does); returns (G,) point indices and
+        (G,) box indices.
+        """
+        num_points, num_boxes = dist.shape
+        d = dist.masked_fill(~in_range, float("inf"))
+        d = torch.where(torch.isinf(d).all(0, keepdim=True), dist, d)  # a box no level admits: any level
+        kk = min(num_points, max(k, num_boxes))
+        cand = d.topk(kk, dim=0, largest=False).indices.unique()  # the union of the nearest points
+        sub = d[cand].t().double()  # (G, U)
+        sub = torch.where(torch.isinf(sub), torch.full_like(sub, 1e9), sub)
+        rows, cols = linear_sum_assignment(sub.cpu().numpy())
+        return cand[torch.as_tensor(cols, device=cand.device)], torch.as_tensor(rows, device=dist.device)
 
     # ------------------------------------------------------------------ losses
     @staticmethod
@@ -223,15 +363,27 @@ class FCOSHead(nn.Module):
     def assign(self, points: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor):
         """Training targets of one image: ``(labels (P,), ltrb (P, 4), centerness target (P,))``.
 
-        FCOS: :meth:`get_targets` and the centerness of the ltrb distances (meaningless on
-        background points, which carry label ``num_classes``). Subclasses change the assignment here.
+        :meth:`get_targets`, and the FCOS centerness of the distances to the assignment region
+        (the box, enlarged by ``min_assign_size`` and, for ``nearest``, by the centre square), in
+        [0, 1]; for ``nearest`` positives it is floored at 0.1 so that a matched point outside
+        that region still gets a box-loss weight. Meaningless on background points (label
+        ``num_classes``).
         """
-        assigned, ltrb = self.get_targets(points, boxes, labels)
-        return assigned, ltrb, centerness_target(ltrb.clamp(min=0))
+        assigned, _, ltrb, ltrb_a = self._assign(points, boxes, labels)
+        ctr = centerness_target(ltrb_a.clamp(min=0))
+        if self.assigner == "nearest":
+            ctr = ctr.clamp(min=0.1)
+        return assigned, ltrb, ctr
+
+    @property
+    def off_point_targets(self) -> bool:
+        """True when a positive may lie outside its box (then the box loss is GIoU)."""
+        return self.assigner == "nearest" or self.min_assign_size > 0
 
     def box_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-positive box loss (P,) of (P, 4) ltrb predictions vs targets: −log IoU (FCOS)."""
-        return iou_loss(pred, target)
+        """Per-positive box loss (P,) of (P, 4) ltrb predictions vs targets: −log IoU (FCOS), or
+        GIoU (:func:`giou_loss_ltrb`) when positives may lie outside their box."""
+        return giou_loss_ltrb(pred, target) if self.off_point_targets else iou_loss(pred, target)
 
     def loss(self, out: dict, boxes: list[torch.Tensor], labels: list[torch.Tensor], **_) -> dict[str, torch.Tensor]:
         """FCOS losses for a batch.

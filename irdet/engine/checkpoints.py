@@ -1,0 +1,216 @@
+"""Training checkpoints on disk: written atomically in their own folder, checked before a resume.
+
+Lightning's :class:`~lightning.fabric.plugins.io.torch_io.TorchCheckpointIO` serialises into
+memory and writes through an fsspec transaction: a temp file from :func:`tempfile.mkstemp`
+(in ``$TMPDIR``) moved over the checkpoint with :func:`shutil.move`. When ``$TMPDIR`` is on
+another filesystem the move is a copy onto the old file, so a run killed during that copy
+leaves a truncated ``last.ckpt`` and nothing to resume from. :class:`AtomicCheckpointIO` writes
+``.<name>.tmp-<pid>`` beside the checkpoint, fsyncs it and :func:`os.replace` s it into place:
+the previous checkpoint stays intact until the new one is complete. Source: irdet extension.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from irdet.config import config_task
+from irdet.errors import DataError
+
+__all__ = ["AtomicCheckpointIO", "atomic_torch_save", "temp_path", "remove_stale_temp_files", "read_resume_checkpoint",
+           "check_resume_weights"]
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def temp_path(path) -> Path:
+    """The temp file a checkpoint ``path`` is written to first: ``<dir>/.<name>.tmp-<pid>``. Source: irdet extension."""
+    path = Path(path)
+    return path.parent / f".{path.name}.tmp-{os.getpid()}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically: write :func:`temp_path`, fsync, ``os.replace``.
+
+    The file is created with mode ``0o666`` minus the umask (0644 under the usual umask 022),
+    as a plain ``open()`` would; the temp file is removed if writing fails.
+
+    Raises:
+        OSError: the folder cannot be written (the old file, if any, is untouched).
+
+    Source: irdet extension.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint plugin (``Trainer(plugins=[AtomicCheckpointIO()])``) saving with
+    :func:`atomic_torch_save`; loading and removing are Lightning's.
+
+    Lightning routes every save through it: ``ModelCheckpoint._save_checkpoint`` →
+    ``Trainer.save_checkpoint`` → ``Strategy.save_checkpoint`` → ``checkpoint_io.save_checkpoint``.
+
+    Source: irdet extension.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (see :func:`atomic_torch_save`).
+
+        Raises:
+            TypeError: ``storage_options`` given (as Lightning's TorchCheckpointIO).
+        """
+        if storage_options is not None:
+            raise TypeError(f"{self.__class__.__name__}.save_checkpoint does not take storage_options")
+        atomic_torch_save(checkpoint, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Delete temp files of :func:`atomic_torch_save` left in ``folder`` by killed processes.
+
+    A temp file of a live process other than this one (another writer) is kept.
+
+    Returns:
+        the removed paths.
+
+    Source: irdet extension.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m and p.is_file() and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1)))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # not a zip checkpoint (mmap needs one): read it plainly to tell what it is
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _first_difference(a: Any, b: Any, prefix: str) -> tuple[str, Any, Any] | None:
+    """First key path where two config sections differ; keys present in only one are skipped
+    (a key added to irdet's defaults after the checkpoint was written is not a change)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a:
+            if key in b:
+                diff = _first_difference(a[key], b[key], f"{prefix}.{key}")
+                if diff:
+                    return diff
+        return None
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = _first_difference(x, y, f"{prefix}[{i}]")
+            if diff:
+                return diff
+        return None
+    return None if a == b else (prefix, a, b)
+
+
+def read_resume_checkpoint(path, cfg: dict) -> dict:
+    """Load a checkpoint to resume ``cfg``'s training from, and check that it is one.
+
+    Returns:
+        the checkpoint dict (tensors memory-mapped where the file allows).
+
+    Raises:
+        DataError (one line, naming the file): missing or unreadable (corrupt, truncated,
+            not a torch file); not an irdet training checkpoint (no stored config, no
+            ``state_dict``); weights only (no optimizer / loop state); another task; a model
+            section that differs from ``cfg["model"]`` (the first differing key, both values).
+
+    Source: irdet extension.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint to resume from not found")
+    try:
+        state = _load(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
+        text = " ".join(str(exc).split())[:200]
+        raise DataError(path, f"not a readable checkpoint ({exc.__class__.__name__}: {text})") from None
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    stored = hparams.get("config") if isinstance(hparams, dict) else None
+    if not isinstance(stored, dict) or not isinstance(state.get("state_dict"), dict) or "model" not in stored:
+        raise DataError(path, "not an irdet training checkpoint (no stored config or state_dict)")
+    missing = [k for k in ("optimizer_states", "loops") if k not in state]
+    if missing:
+        raise DataError(path, f"holds no training state to resume ({', '.join(missing)} missing); start a new run instead")
+    if config_task(stored) != config_task(cfg):
+        raise DataError(path, f"checkpoint of a task: {config_task(stored)} run, the config is task: {config_task(cfg)}")
+    diff = _first_difference(stored["model"], cfg["model"], "model")
+    if diff:
+        key, was, now = diff
+        raise DataError(path, f"the checkpoint's model differs from the config's: {key} is {was!r} in the checkpoint, "
+                              f"{now!r} in the config (resume with the run's config.yaml, or start a new run)")
+    return state
+
+
+def check_resume_weights(path, state: dict, module: torch.nn.Module) -> None:
+    """Check that a checkpoint's ``state_dict`` fits ``module`` (same names and shapes).
+
+    Raises:
+        DataError (one line, naming the file): parameters missing from or unknown to the
+            module, or a parameter whose shape differs (name and both shapes).
+
+    Source: irdet extension.
+    """
+    have = state["state_dict"]
+    want = module.state_dict()
+    missing = [k for k in want if k not in have]
+    unknown = [k for k in have if k not in want]
+    if missing or unknown:
+        parts = ([f"{len(missing)} parameters missing (e.g. {missing[0]})"] if missing else []) + (
+            [f"{len(unknown)} unknown to the model (e.g. {unknown[0]})"] if unknown else [])
+        raise DataError(path, f"the checkpoint's weights do not fit the config's model: {'; '.join(parts)}")
+    for k, v in want.items():
+        shape = tuple(getattr(have[k], "shape", ()))
+        if shape != tuple(v.shape):
+            raise DataError(path, f"the checkpoint's weights do not fit the config's model: {k} has shape "
+                                  f"{shape} in the checkpoint, {tuple(v.shape)} in the model")
