@@ -64,3 +64,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory):
+    """A linked DenseSIRST root with a few real images per split (:func:`fixtures.small_densesirst`),
+    one per test module (skips, or fails under IRDET_REQUIRE_DATA=1, without the dataset)."""
+    from fixtures import small_densesirst
+
+    real = skip_or_fail_without(DENSESIRST_ROOT, "DenseSIRST")
+    return small_densesirst(real, tmp_path_factory.mktemp("ds") / "SIRSTdevkit")

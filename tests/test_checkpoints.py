@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures import TINY_TRAIN, small_densesirst
+from fixtures import TINY_TRAIN
 from irdet.cli import main
 from irdet.engine.checkpoints import atomic_torch_save, check_resume_weights, remove_stale_temp_files, temp_path
 from irdet.errors import DataError
@@ -21,14 +21,6 @@ from irdet.errors import DataError
 FCOS = Path(__file__).resolve().parents[1] / "configs" / "fcos_r18_densesirst_cpu.yaml"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory):
-    from conftest import DENSESIRST_ROOT, skip_or_fail_without
-
-    real = skip_or_fail_without(DENSESIRST_ROOT, "DenseSIRST")
-    return small_densesirst(real, tmp_path_factory.mktemp("ds") / "SIRSTdevkit")
 
 
 def _args(root, run, *flags, steps=1, extra=()):

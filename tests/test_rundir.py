@@ -9,21 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures import TINY_TRAIN, small_densesirst
+from fixtures import TINY_TRAIN
 from irdet.cli import main
 from irdet.engine.module import DetectorModule
 
 FCOS = Path(__file__).resolve().parents[1] / "configs" / "fcos_r18_densesirst_cpu.yaml"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory):
-    from conftest import DENSESIRST_ROOT, skip_or_fail_without
-
-    real = skip_or_fail_without(DENSESIRST_ROOT, "DenseSIRST")
-    return small_densesirst(real, tmp_path_factory.mktemp("ds") / "SIRSTdevkit")
 
 
 def _train(root, run, *flags, steps=1):

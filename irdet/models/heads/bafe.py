@@ -64,7 +64,7 @@ class BAFEHead(FCOSHead):
         x2 = self.seg_tower(x)
         if self.exchange is not None:
             x1, x2 = self.exchange(x1, x2)
-        return x1, {"seg_logits": self.conv_seg(x2)}
+        return x1, {"seg_logits": self.conv_seg(x2).float()}
 
     def loss(self, out: dict, boxes, labels, sky_mask: torch.Tensor | None = None, **kw) -> dict[str, torch.Tensor]:
         """FCOS losses plus ``loss_seg``.

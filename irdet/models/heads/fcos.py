@@ -121,7 +121,8 @@ class FCOSHead(nn.Module):
         regress_ranges: per level (lo, hi) of the largest regression distance in pixels.
         stacked_convs: convs per tower (4); feat_channels: tower width (256).
         center_sampling: assign only points within ``center_sample_radius``·stride of a box
-            centre (FCOS v2; off in the paper, an irdet switch for small targets).
+            centre (FCOS v2; off in the paper). The region is clipped to the box (MMDetection), so a
+            tiny box gains no point it does not contain: not a small-target fix (use ``assigner``).
         focal_alpha, focal_gamma: focal loss parameters (0.25, 2).
         assigner: ``"fcos"`` (the paper) or ``"nearest"`` (irdet extension, see
             :meth:`get_targets`): positives are the points inside the box or within
@@ -212,8 +213,9 @@ class FCOSHead(nn.Module):
         for level, x in enumerate(feats):
             cls_feat, extra = self.cls_features(x)
             reg_feat = self.reg_tower(x)
-            out["cls_scores"].append(self.conv_cls(cls_feat))
-            out["centernesses"].append(self.conv_centerness(cls_feat))
+            # float32 outputs under autocast: losses, assignment and decoding stay fp32
+            out["cls_scores"].append(self.conv_cls(cls_feat).float())
+            out["centernesses"].append(self.conv_centerness(cls_feat).float())
             out["bbox_preds"].append(self.decode_distances(self.conv_reg(reg_feat), level))
             for key, value in extra.items():
                 out.setdefault(key, []).append(value)
