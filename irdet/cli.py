@@ -67,6 +67,17 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
                                                           "process")
 
 
+def _tile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="tiled inference (irdet extension): run the network on overlapping H x W tiles of the network "
+                        "input (multiples of the model's stride, e.g. 256 256) and stitch its outputs before decoding "
+                        "and NMS; bounds memory on large frames. Overrides the checkpoint config's eval.tile (default: "
+                        "that, null = whole frame in one pass)")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="PX",
+                   help="with --tile: minimum overlap of neighbouring tiles in pixels (default: the checkpoint config's "
+                        "eval.tile_overlap, 32)")
+
+
 def cmd_train(args) -> int:
     from irdet.config import load_config
     from irdet.engine.runner import train
@@ -86,9 +97,12 @@ def cmd_evaluate(args) -> int:
         raise IrdetError("give one of --checkpoint CKPT or --predictions FILE, not both (neither: the shipped default model)")
     if args.ann and not args.predictions:
         raise IrdetError("--ann COCO_JSON goes with --predictions FILE (a sequence checkpoint knows its annotations)")
+    if args.predictions and (args.tile or args.tile_overlap is not None):
+        raise IrdetError("--tile / --tile-overlap go with a checkpoint, not with --predictions FILE")
     if not args.predictions:  # no --checkpoint: the shipped default model
         metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator,
-                                      num_workers=args.workers, precision=args.precision)
+                                      num_workers=args.workers, precision=args.precision, tile=args.tile,
+                                      tile_overlap=args.tile_overlap)
     else:
         metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr, ann=args.ann)
     if "AP50" in metrics:  # moving-target (sequence) metrics, irdet.metrics.coco
@@ -112,7 +126,8 @@ def cmd_detect(args) -> int:
         if not inputs:
             raise IrdetError(f"no inputs after the checkpoint {checkpoint}")
     path = detect(checkpoint, inputs, args.out, args.score_thr, args.accelerator, num_workers=args.workers,
-                  precision=args.precision, overwrite=args.overwrite, **extra)
+                  precision=args.precision, overwrite=args.overwrite, tile=args.tile, tile_overlap=args.tile_overlap,
+                  **extra)
     overlays = Path(args.out) / "overlays"
     print(f"wrote {path} and overlays in {overlays if overlays.is_dir() else Path(args.out)}")
     summary = Path(args.out) / "summary.json"
@@ -244,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdfa-score-thr", type=float, default=0.5, help="score threshold for Pd/Fa (results files)")
     p.add_argument("--accelerator", default="auto")
     _inference_options(p)
+    _tile_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("detect", help="detect targets in images (files or folders), or in a frame folder / video file "
@@ -264,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow a non-empty --out: first delete detections.json, summary.json, overlays/ and frames/ "
                         "there (without it a non-empty --out is refused)")
     _inference_options(p)
+    _tile_options(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("ablate", help="train + evaluate every row of a paper table; writes a markdown table (resumable)")

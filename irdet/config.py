@@ -105,7 +105,9 @@ DEFAULTS: dict[str, Any] = {
         "limit_val_batches": None,
         "threads": None,
     },
-    "eval": {"pdfa_score_thr": 0.5, "batch_size": 2},
+    # tile: null = the whole input in one pass; [h, w] pixels of the network input = tiled inference,
+    # tiles overlapping by >= tile_overlap px, tile_batch tiles per network call (irdet.models.tiling)
+    "eval": {"pdfa_score_thr": 0.5, "batch_size": 2, "tile": None, "tile_overlap": 32, "tile_batch": 4},
     # notes for tables (irdet ablate): a row's description and the paper's numbers for it
     "description": "",
     "paper": {},

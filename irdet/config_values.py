@@ -162,6 +162,9 @@ RULES: dict[str, Rule] = {
     "train.threads": NULL | integer(1),
     "eval.pdfa_score_thr": PROBABILITY,
     "eval.batch_size": integer(1),
+    "eval.tile": NULL | SIZE,  # null: whole input; multiples of the model's stride are checked at inference
+    "eval.tile_overlap": integer(0),
+    "eval.tile_batch": integer(1),
     "sequence.image_dir": NULL | STRING,
     "sequence.context": choice("listed", "numbers"),
 }

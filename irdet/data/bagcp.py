@@ -72,7 +72,11 @@ Random streams: ``seed`` given → reproducible run: the main process draws from
 seed + worker id, base seed re-drawn at every epoch), so workers draw distinct streams, and
 a seeded DataLoader (``generator=``) reproduces them. ``seed=None`` → the stream follows
 ``torch.initial_seed()`` everywhere (``torch.manual_seed`` / ``lightning.seed_everything``
-control it). The generator is re-derived whenever ``torch.initial_seed()`` changes.
+control it). Inside a sample of :class:`irdet.data.sample_stream.SeededSamples` (irdet
+training) a fresh stream is derived for every sample, in the main process too, from the
+sample's own seed ``torch.initial_seed()`` (and ``seed`` when given): the same sample of the
+same epoch gets the same pastes with any number of workers, and after a resume. The generator is re-derived whenever
+``torch.initial_seed()`` changes.
 ``__call__(sample, rng=...)`` uses an explicit ``numpy.random.Generator`` instead (synthesis).
 """
 
@@ -86,6 +90,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from irdet.data.sample_stream import in_seeded_sample
 from irdet.data.target_library import TargetLibrary
 from irdet.errors import ConfigError
 
@@ -344,9 +349,10 @@ class BAGCP:
 
     # ------------------------------------------------------------------ randomness
     def _generator(self) -> np.random.Generator:
-        in_worker = torch.utils.data.get_worker_info() is not None
-        key = torch.initial_seed() if (self.seed is None or in_worker) else None
-        if self._rng is None or key != self._rng_key:
+        seeded = in_seeded_sample()  # a SeededSamples item: a fresh stream of the sample's own seed
+        per_sample = seeded or torch.utils.data.get_worker_info() is not None
+        key = torch.initial_seed() if (self.seed is None or per_sample) else None
+        if self._rng is None or key != self._rng_key or seeded:
             if self.seed is None:
                 entropy: Any = key
             elif key is None:

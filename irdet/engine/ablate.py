@@ -43,7 +43,8 @@ EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_we
 _IGNORED = (("name",), ("description",), ("paper",), ("train", "threads"), ("data", "num_workers"), ("data", "root"))
 # settings added after runs were measured: hashed only when set away from this default, so
 # the keys (and finished runs) of every earlier row stay valid
-_LATER_DEFAULTS = {("data", "crop_on"): "all"}
+_LATER_DEFAULTS = {("data", "crop_on"): "all",
+                   ("eval", "tile"): None, ("eval", "tile_overlap"): 32, ("eval", "tile_batch"): 4}
 
 
 def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:

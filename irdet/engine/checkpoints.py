@@ -7,6 +7,9 @@ another filesystem the move is a copy onto the old file, so a run killed during 
 leaves a truncated ``last.ckpt`` and nothing to resume from. :class:`AtomicCheckpointIO` writes
 ``.<name>.tmp-<pid>`` beside the checkpoint, fsyncs it and :func:`os.replace` s it into place:
 the previous checkpoint stays intact until the new one is complete. Source: irdet extension.
+
+:class:`LastCheckpoint` decides when ``last.ckpt`` is written: only at states that Lightning
+resumes exactly (step ends and validation ends, never an epoch's end; irdet extension).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from irdet.config import config_task
 from irdet.errors import DataError
 
-__all__ = ["AtomicCheckpointIO", "atomic_torch_save", "temp_path", "remove_stale_temp_files", "read_resume_checkpoint",
-           "check_resume_weights"]
+__all__ = ["AtomicCheckpointIO", "LastCheckpoint", "atomic_torch_save", "temp_path", "remove_stale_temp_files",
+           "read_resume_checkpoint", "check_resume_weights"]
 
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
 
@@ -93,6 +97,63 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{self.__class__.__name__}.save_checkpoint does not take storage_options")
         atomic_torch_save(checkpoint, path)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: every ``every_n_train_steps`` steps, at each epoch's last step, at the ``max_steps``-th
+    step, and after each validation.
+
+    A Lightning :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (``save_top_k=1``, no
+    monitor) that saves at the end of a training step (``on_train_batch_end``) and after a
+    validation (``on_validation_end``, so the file holds the updated ``best.ckpt`` record),
+    never at ``on_train_epoch_end``: every ``last.ckpt`` is then a state that Lightning resumes
+    where it was written (irdet extension). Lightning's epoch-end state does not resume so:
+    an epoch that ``max_steps`` cut short is stored as finished (the resumed run starts the
+    next epoch), and a run with ``max_steps`` resumed from an epoch's end trains one more
+    batch in that finished epoch. An epoch's last step is resumed as that epoch done (the
+    weights are the same as at its end); a run killed during the epoch-end validation
+    therefore resumes after it, without running it again.
+
+    Args:
+        dirpath: the checkpoint folder.
+        every_n_train_steps: the step interval (``train.checkpoint_every_n_steps``; 0 = only
+            epoch ends, validations and the last step).
+
+    Raises:
+        ValueError: a negative ``every_n_train_steps``.
+
+    Source: irdet extension on Lightning's ModelCheckpoint (uses its private
+    ``_save_topk_checkpoint``, ``_monitor_candidates``, ``_should_skip_saving_checkpoint`` and
+    ``_last_global_step_saved``; checked against Lightning 2.6).
+    """
+
+    def __init__(self, dirpath, every_n_train_steps: int = 0):
+        super().__init__(dirpath, filename="last", save_top_k=1, enable_version_counter=False,
+                         save_on_train_epoch_end=True, every_n_epochs=0)
+        self.every = int(every_n_train_steps)
+        if self.every < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0, got {every_n_train_steps}")
+
+    def _save(self, trainer) -> None:
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Save after step ``every_n_train_steps``·k, an epoch's last step, or the ``max_steps``-th step."""
+        step = trainer.global_step
+        last_of_epoch = (trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+                         or batch_idx + 1 >= trainer.num_training_batches)
+        due = (self.every > 0 and step % self.every == 0) or 0 <= trainer.max_steps <= step or last_of_epoch
+        if due and not self._should_skip_saving_checkpoint(trainer):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """Nothing: the epoch's last step was saved (see the class docstring)."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """Save after a validation during training (again at a step saved before it)."""
+        self._last_global_step_saved = -1  # the step's pre-validation state is replaced
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save(trainer)
 
 
 def _alive(pid: int) -> bool:

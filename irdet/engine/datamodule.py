@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from irdet.data.densesirst import DenseSIRST
 from irdet.data.library_cache import LIBRARY_TARGET_MASK, cached_target_library, library_cache_path
 from irdet.data.transforms import build_test_transforms, build_train_transforms, collate
+from irdet.engine.resume import train_loader
 from irdet.errors import DataFilesError
 
 __all__ = ["DenseSIRSTDataModule", "build_bagcp_transform", "test_transforms_from_cfg", "library_cache_path"]
@@ -113,11 +115,19 @@ class DenseSIRSTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = int(self.cfg["data"]["num_workers"])
+        # own generator: creating the loader's iterator draws no number from the training process's torch stream
+        # (a validation would otherwise move it, and a run resumed after that validation would not see the move)
+        generator = torch.Generator().manual_seed(int(self.cfg["train"]["seed"]) % 2**63)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=self.collate_fn,
-                          persistent_workers=workers > 0, drop_last=False)
+                          persistent_workers=workers > 0, drop_last=False, generator=generator)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, int(self.cfg["train"]["batch_size"]), True)
+    def train_dataloader(self):
+        """The resumable training loader (:func:`irdet.engine.resume.train_loader`): shuffled by
+        ``train.seed`` and the epoch, each sample's augmentations seeded by ``(train.seed, epoch,
+        index)``, its position saved in checkpoints. Source: irdet extension."""
+        t = self.cfg["train"]
+        return train_loader(self.train_set, int(t["batch_size"]), int(self.cfg["data"]["num_workers"]), self.collate_fn,
+                            int(t["seed"]), self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, int(self.cfg["eval"]["batch_size"]), False)

@@ -13,6 +13,7 @@ from irdet.engine.optim import build_optimizer, build_scheduler
 from irdet.engine.precision import float32_outputs
 from irdet.metrics import evaluate
 from irdet.models.detector import build_detector
+from irdet.models.tiling import tile_options
 
 __all__ = ["DetectorModule", "gather_predictions"]
 
@@ -42,7 +43,8 @@ class DetectorModule(L.LightningModule):
     pixel-edge in original pixels, ``scores`` (K,), ``orig_size``, ``path`` (if any) and, for
     BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution; then
     the batch's ``skipped`` markers (``{"image_id", "path", "skipped": reason}``, see
-    :class:`irdet.data.densesirst.ImageFolder`) unchanged. Under mixed precision the head's
+    :class:`irdet.data.densesirst.ImageFolder`) unchanged. With ``eval.tile`` set, validation and
+    prediction run tiled (:mod:`irdet.models.tiling`; ``sky_prob`` stitched). Under mixed precision the head's
     outputs are cast to float32 (:func:`irdet.engine.precision.float32_outputs`), so losses,
     assignment and decoding run in fp32.
     """
@@ -76,7 +78,8 @@ class DetectorModule(L.LightningModule):
         return losses["loss"]
 
     def _predict(self, batch: dict) -> list[dict]:
-        dets, out = self.model.predict(batch)
+        # eval.tile null (the default): the whole input in one pass; else tiled (irdet.models.tiling)
+        dets, out = self.model.predict(batch, **tile_options(self.config))
         sky = out.get("seg_logits")
         results = []
         for i, det in enumerate(dets):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -17,16 +18,18 @@ from irdet.config import config_task
 from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
 from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json, read_image
 from irdet.data.transforms import collate
-from irdet.engine.checkpoints import (AtomicCheckpointIO, check_resume_weights, read_resume_checkpoint,
+from irdet.engine.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_resume_weights, read_resume_checkpoint,
                                       remove_stale_temp_files)
 from irdet.engine import zoo
 from irdet.engine.datamodule import DenseSIRSTDataModule, test_transforms_from_cfg
 from irdet.engine.module import DetectorModule
 from irdet.engine.precision import resolve_precision
+from irdet.engine.resume import RandomStates, resume_notice
 from irdet.engine.rundir import check_run_dir, clear_run, discard_failed_start
 from irdet.engine.selection import check_selection
 from irdet.errors import ConfigError, DataError
 from irdet.metrics import dets_to_results, evaluate, load_results, save_results, write_report
+from irdet.models.tiling import check_tile_options, tile_options
 from irdet.visualize import overlay
 
 __all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect",
@@ -48,12 +51,39 @@ def _checkpoint_precision(cfg: dict) -> str:
     return str(cfg.get("train", {}).get("precision") or "32-true")
 
 
+def _set_tiling(module, tile=None, tile_overlap: int | None = None) -> None:
+    """Apply ``--tile H W`` / ``--tile-overlap PX`` over the checkpoint config's ``eval.tile`` /
+    ``eval.tile_overlap`` (in ``module.config``) and check the result against the model, before
+    any inference (irdet extension, :mod:`irdet.models.tiling`).
+
+    Raises:
+        ConfigError: tiling asked of a ``task: sequence`` checkpoint; ``tile_overlap`` without a
+            tile (neither given nor in the config); bad tile options
+            (:func:`irdet.models.tiling.check_tile_options`).
+    """
+    ev = dict(module.config.get("eval") or {})
+    if tile is not None:
+        ev["tile"] = [int(tile[0]), int(tile[1])]
+    if tile_overlap is not None:
+        if ev.get("tile") is None:
+            raise ConfigError("--tile-overlap needs --tile H W (or eval.tile in the checkpoint's config)")
+        ev["tile_overlap"] = int(tile_overlap)
+    opts = tile_options({"eval": ev})
+    if not opts:
+        return
+    if config_task(module.config) == "sequence":
+        raise ConfigError("tiled inference (--tile / eval.tile) is for single-frame checkpoints, not task: sequence ones")
+    check_tile_options(module.model, **opts)
+    module.config = {**module.config, "eval": ev}
+
+
 def train(cfg: dict, data: str | None = None, out: str | Path | None = None, resume: str | bool | None = None,
           overwrite: bool = False) -> Path:
     """Train a detector (SPEC §4) with PyTorch Lightning.
 
     Writes ``<out>/config.yaml``, ``<out>/checkpoints/last.ckpt`` (every
-    ``train.checkpoint_every_n_steps`` steps and at each epoch end; the final model) and, when
+    ``train.checkpoint_every_n_steps`` steps, at each epoch's last step, after each validation
+    and at ``train.max_steps``: the final model; :class:`~irdet.engine.checkpoints.LastCheckpoint`) and, when
     ``data.val_split`` is set, ``best.ckpt`` (highest ``val/mAP07`` on it); CSV logs under
     ``<out>/logs/``. ``data.val_split: null`` (the default: train on ``trainval_v2``, keep the
     last checkpoint) runs no validation and writes no ``best.ckpt``. ``task: sequence`` configs
@@ -64,6 +94,12 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     (:func:`irdet.engine.selection.check_selection`), the run directory
     (:func:`irdet.engine.rundir.check_run_dir`) and the checkpoint to resume from
     (:func:`irdet.engine.checkpoints.read_resume_checkpoint`, its weights against the model).
+    A resume continues exactly where the checkpoint was written (irdet extension,
+    :mod:`irdet.engine.resume`): on the CPU, a run interrupted after step 2 and resumed to
+    step 4 ends with the weights of 4 uninterrupted steps, mid-epoch too, with any
+    ``data.num_workers`` (also another one than before) and a larger ``train.max_steps``; a
+    checkpoint of an older irdet (no random states or loader position) resumes as before,
+    with a one-line notice on stderr.
     Checkpoints are written atomically (:class:`~irdet.engine.checkpoints.AtomicCheckpointIO`)
     and temp files of killed runs are deleted at the start. A run that fails before its first
     checkpoint removes what it wrote (and the run directory when this call created it).
@@ -102,6 +138,9 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     if resume:
         ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
         state = read_resume_checkpoint(ckpt_path, cfg)
+        notice = resume_notice(state)
+        if notice:
+            print(f"[irdet] {ckpt_path}: {notice}", file=sys.stderr)
     _set_threads(t)
     L.seed_everything(int(t["seed"]), workers=True)
     if sequence:
@@ -123,11 +162,10 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     best = [ModelCheckpoint(ckpt_dir, filename="best", monitor=monitor, mode="max", save_top_k=1, auto_insert_metric_name=False)]
     callbacks = [
         *(best if validate else []),
-        ModelCheckpoint(ckpt_dir, filename="last", every_n_train_steps=int(t["checkpoint_every_n_steps"]), save_top_k=1,
-                        enable_version_counter=False),
-        ModelCheckpoint(ckpt_dir, filename="last", save_on_train_epoch_end=True, save_top_k=1, enable_version_counter=False),
+        LastCheckpoint(ckpt_dir, int(t["checkpoint_every_n_steps"])),
         LearningRateMonitor("step"),
         TQDMProgressBar(refresh_rate=10),
+        RandomStates(),
     ]
     trainer = L.Trainer(
         **_trainer_kwargs(t),
@@ -233,16 +271,19 @@ def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr:
 
 def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
                         accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2,
-                        precision: str | None = None) -> dict:
+                        precision: str | None = None, tile=None, tile_overlap: int | None = None) -> dict:
     """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
     ``pr_curve.png`` in ``out`` and returns the metrics dict.
 
     A ``task: sequence`` checkpoint is evaluated by :func:`irdet.engine.sequence.evaluate_module`
     (SSTNet protocol; ``split`` None = its ``data.test_split``, ``data`` None = its training root).
     ``precision`` None = the checkpoint config's ``train.precision`` (resolved for the device,
-    :func:`irdet.engine.precision.resolve_precision`).
+    :func:`irdet.engine.precision.resolve_precision`). ``tile`` (h, w) / ``tile_overlap`` (pixels
+    of the network input) override the checkpoint config's ``eval.tile`` / ``eval.tile_overlap``:
+    tiled inference, :mod:`irdet.models.tiling` (irdet extension; ConfigError for bad values).
     """
     module = load_checkpoint(checkpoint)
+    _set_tiling(module, tile, tile_overlap)
     cfg = module.config
     precision = precision or _checkpoint_precision(cfg)
     if config_task(cfg) == "sequence":
@@ -356,7 +397,7 @@ def prepare_detect_out(out, overwrite: bool = False) -> Path:
 
 def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
            batch_size: int = 1, num_workers: int = 2, precision: str | None = None, overwrite: bool = False,
-           **sequence_options) -> Path:
+           tile=None, tile_overlap: int | None = None, **sequence_options) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode).
 
     Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers),
@@ -373,15 +414,19 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
     Args:
         precision: Lightning precision string; None = the checkpoint config's
             ``train.precision``, resolved for the device (:func:`irdet.engine.precision.resolve_precision`).
+        tile, tile_overlap: (h, w) and pixels of the network input, over the checkpoint
+            config's ``eval.tile`` / ``eval.tile_overlap``: tiled inference
+            (:mod:`irdet.models.tiling`, irdet extension; single-frame checkpoints only).
 
     Returns:
         the path of ``detections.json``.
 
     Raises:
         DataError: unreadable checkpoint, a missing input, inputs without any image file.
-        ConfigError: ``out`` not empty and ``overwrite`` False.
+        ConfigError: ``out`` not empty and ``overwrite`` False; bad tile options.
     """
     module = load_checkpoint(checkpoint)
+    _set_tiling(module, tile, tile_overlap)
     precision = precision or _checkpoint_precision(module.config)
     if config_task(module.config) == "sequence":
         from irdet.engine.sequence import detect_module

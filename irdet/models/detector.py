@@ -17,6 +17,7 @@ from irdet.models.backbones import ResNetBackbone
 from irdet.models.heads.bafe import BAFEHead
 from irdet.models.heads.fcos import FCOSHead
 from irdet.models.necks import FPN
+from irdet.models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_BATCH, tiled_forward
 
 __all__ = ["Detector", "build_detector", "build_neck", "default_regress_ranges", "neck_inputs"]
 
@@ -64,15 +65,30 @@ class Detector(nn.Module):
         return losses
 
     @torch.no_grad()
-    def predict(self, batch: dict, rescale: bool = True) -> tuple[list[dict], dict]:
+    def predict(self, batch: dict, rescale: bool = True, tile: Sequence[int] | None = None,
+                tile_overlap: int = DEFAULT_OVERLAP, tile_batch: int = DEFAULT_TILE_BATCH) -> tuple[list[dict], dict]:
         """Detections per image and the raw head output.
+
+        Args:
+            tile: None (the default): the whole input in one pass. (th, tw) pixels of the
+                network input: tiled inference (irdet extension, :mod:`irdet.models.tiling`),
+                the head outputs stitched from overlapping tiles and decoded as in one pass.
+            tile_overlap, tile_batch: minimum tile overlap (pixels) and tiles per network
+                call, used only with ``tile``.
 
         Returns:
             ``(dets, out)``: ``dets`` list of dicts with ``boxes`` (K, 4) XYXY pixel-edge in
             original-image pixels (``rescale``) or input pixels, ``scores`` (K,), ``labels``
-            (K,); ``out`` the head output (e.g. ``seg_logits`` for BAFE-Net).
+            (K,); ``out`` the head output (e.g. ``seg_logits`` for BAFE-Net; whole-input maps
+            when tiled).
+
+        Raises:
+            ConfigError: bad tiling options (:func:`irdet.models.tiling.check_tile_options`).
         """
-        out, _ = self(batch["images"])
+        if tile is None:
+            out, _ = self(batch["images"])
+        else:
+            out = tiled_forward(self, batch["images"], tile, tile_overlap, tile_batch)
         dets = self.head.predict(out, batch["img_size"], batch["orig_size"] if rescale else None)
         return dets, out
 
