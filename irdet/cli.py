@@ -150,6 +150,8 @@ def cmd_flops(args) -> int:
     else:  # the shipped default model's config
         from irdet.engine.zoo import read_weights, weights_path
 
+        if not weights_path().is_file():
+            raise IrdetError(f"{weights_path()}: this irdet has no shipped default model yet: give a CONFIG")
         cfg = read_weights(weights_path())["config"]
     size = args.img_size or cfg["data"]["img_size"] or [512, 512]
     stats = complexity(build_detector(cfg["model"]), size)
