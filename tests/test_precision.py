@@ -70,13 +70,14 @@ def test_training_uses_the_resolved_precision(fresh):
     assert _trainer_kwargs(t)["precision"] == "32-true"
 
 
-def test_float32_outputs_hook_under_autocast():
+@pytest.mark.parametrize("config", ["fcos_r18_densesirst_cpu", "bafenet_r18_densesirst_cpu"])
+def test_head_outputs_are_float32_under_autocast(config):
     from fixtures import TINY_FCOS
     from irdet.config import load_config
     from irdet.engine.module import DetectorModule
 
     torch.manual_seed(0)
-    module = DetectorModule(load_config("fcos_r18_densesirst_cpu", TINY_FCOS)).eval()
+    module = DetectorModule(load_config(config, TINY_FCOS)).eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out, _ = module.model(torch.rand(1, 3, 64, 64) * 255)
     assert {t.dtype for maps in out.values() for t in maps} == {torch.float32}

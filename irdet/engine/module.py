@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 
 from irdet.engine.optim import build_optimizer, build_scheduler
-from irdet.engine.precision import float32_outputs
 from irdet.metrics import evaluate
 from irdet.models.detector import build_detector
 from irdet.models.tiling import tile_options
@@ -44,9 +43,9 @@ class DetectorModule(L.LightningModule):
     BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution; then
     the batch's ``skipped`` markers (``{"image_id", "path", "skipped": reason}``, see
     :class:`irdet.data.densesirst.ImageFolder`) unchanged. With ``eval.tile`` set, validation and
-    prediction run tiled (:mod:`irdet.models.tiling`; ``sky_prob`` stitched). Under mixed precision the head's
-    outputs are cast to float32 (:func:`irdet.engine.precision.float32_outputs`), so losses,
-    assignment and decoding run in fp32.
+    prediction run tiled (:mod:`irdet.models.tiling`; ``sky_prob`` stitched). Under mixed precision the heads
+    return float32 outputs (:class:`irdet.models.heads.fcos.FCOSHead`), so losses, assignment and
+    decoding run in fp32.
     """
 
     #: builds the network from ``config["model"]``; key of the input tensor in a batch
@@ -58,10 +57,6 @@ class DetectorModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config = config
         self.model = self.build_model(config["model"])
-        if isinstance(getattr(self.model, "head", None), torch.nn.Module):
-            # fp32 boundary (irdet extension): under bf16/16-mixed autocast only the network runs in
-            # reduced precision; losses, assignment and decoding get float32 head outputs
-            self.model.head.register_forward_hook(float32_outputs)
         self._val_preds: dict = {}
         self._val_ground_truth: tuple[dict, dict] | None = None  # (boxes, sizes) of the val split, cached
 

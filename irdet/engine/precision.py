@@ -9,10 +9,9 @@ an AVX2-only AMD EPYC, 1 thread, ResNet-18 forward + backward on 2×3×256×256:
 ``16-mixed`` into ``bf16-mixed`` there). :func:`resolve_precision` makes that choice explicit
 and says it once.
 
-Losses, assignment, decoding and metrics stay fp32 under mixed precision:
-:func:`float32_outputs` casts a head's outputs to float32 (hooked on the detector's head by
-:class:`irdet.engine.module.DetectorModule`), so only the network's convolutions run in the
-reduced precision. Source: irdet extension.
+Losses, assignment, decoding and metrics stay fp32 under mixed precision: the heads return
+float32 outputs (:class:`irdet.models.heads.fcos.FCOSHead`, BAFE-Net's ``seg_logits``), so only
+the network's convolutions run in the reduced precision. Source: irdet extension.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import torch
 
 from irdet.errors import ConfigError
 
-__all__ = ["PRECISIONS", "resolve_precision", "cpu_has_bf16", "autocast_context", "float32_outputs"]
+__all__ = ["PRECISIONS", "resolve_precision", "cpu_has_bf16", "autocast_context"]
 
 #: Lightning precision strings irdet knows; short aliases map to them.
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -139,19 +138,3 @@ def autocast_context(precision: str, device_type: str):
     if precision.startswith("16"):
         return torch.autocast(device_type, dtype=torch.float16)
     return contextlib.nullcontext()
-
-
-def float32_outputs(module, args, output):
-    """Forward hook: ``output`` with every floating tensor cast to float32 (nested dicts / lists / tuples).
-
-    Registered on a detector's head so that losses, assignment and decoding receive float32
-    whatever autocast did to the convolutions (``tensor.float()`` is a no-op on float32, so
-    fp32 runs are unchanged). Source: irdet extension.
-    """
-    if isinstance(output, torch.Tensor):
-        return output.float() if output.is_floating_point() else output
-    if isinstance(output, dict):
-        return {k: float32_outputs(module, args, v) for k, v in output.items()}
-    if isinstance(output, (list, tuple)):
-        return type(output)(float32_outputs(module, args, v) for v in output)
-    return output
