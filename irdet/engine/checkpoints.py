@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from irdet.config import config_task
 from irdet.errors import DataError
 
-__all__ = ["AtomicCheckpointIO", "LastCheckpoint", "atomic_torch_save", "temp_path", "remove_stale_temp_files",
+__all__ = ["read_checkpoint_file", "AtomicCheckpointIO", "LastCheckpoint", "atomic_torch_save", "temp_path", "remove_stale_temp_files",
            "read_resume_checkpoint", "check_resume_weights"]
 
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -188,7 +188,9 @@ def remove_stale_temp_files(folder) -> list[Path]:
     return removed
 
 
-def _load(path: Path) -> Any:
+def read_checkpoint_file(path) -> Any:
+    """``torch.load`` of a training checkpoint on the CPU, memory-mapped when it is a zip file
+    (only what is touched is read), plainly otherwise. Errors are torch's. Source: irdet extension."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except RuntimeError:  # not a zip checkpoint (mmap needs one): read it plainly to tell what it is
@@ -232,7 +234,7 @@ def read_resume_checkpoint(path, cfg: dict) -> dict:
     if not path.is_file():
         raise DataError(path, "checkpoint to resume from not found")
     try:
-        state = _load(path)
+        state = read_checkpoint_file(path)
     except Exception as exc:  # noqa: BLE001 - any failure to unpickle means an unusable file
         text = " ".join(str(exc).split())[:200]
         raise DataError(path, f"not a readable checkpoint ({exc.__class__.__name__}: {text})") from None

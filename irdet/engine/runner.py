@@ -18,8 +18,8 @@ from irdet.config import config_task
 from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
 from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json, read_image
 from irdet.data.transforms import collate
-from irdet.engine.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_resume_weights, read_resume_checkpoint,
-                                      remove_stale_temp_files)
+from irdet.engine.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_resume_weights, read_checkpoint_file,
+                                      read_resume_checkpoint, remove_stale_temp_files)
 from irdet.engine import zoo
 from irdet.engine.datamodule import DenseSIRSTDataModule, test_transforms_from_cfg
 from irdet.engine.module import DetectorModule
@@ -205,11 +205,7 @@ def _reraise_interrupt() -> None:
 
 def _checkpoint_task(path: Path) -> str:
     """Task of a checkpoint's stored config (``detect`` or ``sequence``); reads the file memory-mapped."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # not a zip checkpoint (mmap needs one): read it plainly
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    return config_task(state["hyper_parameters"]["config"])
+    return config_task(read_checkpoint_file(path)["hyper_parameters"]["config"])
 
 
 def load_checkpoint(path: str | Path | None = None) -> DetectorModule:

@@ -322,17 +322,15 @@ class FCOSHead(nn.Module):
         in_range = (max_dist >= ranges[:, 0:1]) & (max_dist <= ranges[:, 1:2])
         if self.assigner == "fcos":
             area = (a[0, :, 2] - a[0, :, 0]) * (a[0, :, 3] - a[0, :, 1])  # of the assignment boxes
-            cost = area[None].expand(num_points, -1).clone()
+            cost = area[None].expand(num_points, -1)
         else:
             centre = (boxes[:, :2] + boxes[:, 2:]) / 2
             cost = torch.cdist(pts, centre)  # (P, G) px
-        dist = cost if self.assigner == "nearest" else None
-        cost = cost.masked_fill(~(inside & in_range), float("inf"))
-        min_cost, idx = cost.min(dim=1)
+        min_cost, idx = cost.masked_fill(~(inside & in_range), float("inf")).min(dim=1)
         assigned = labels[idx].clone()
         assigned[torch.isinf(min_cost)] = self.num_classes
-        if dist is not None:
-            matched_points, matched_boxes = self._match(dist, in_range)
+        if self.assigner == "nearest":
+            matched_points, matched_boxes = self._match(cost, in_range)
             idx[matched_points] = matched_boxes
             assigned[matched_points] = labels[matched_boxes]
         rows = torch.arange(num_points, device=pts.device)
