@@ -19,42 +19,19 @@ from __future__ import annotations
 
 import argparse
 
-from irdet.metrics.coco import coco_evaluate, load_coco, load_coco_results
+from irdet.metrics.coco import load_coco
+from irdet.metrics.synthetic import ap50_by_snr
 
 
 def ap_by_snr(ann, results, edges: list[float]) -> list[dict]:
-    """Per-bin AP50 / recall for ``results`` against ``ann`` (annotations carry ``snr``).
-
-    Args:
-        ann: COCO annotation path or dict; every annotation must have a numeric ``snr``.
-        results: COCO results path or list.
-        edges: increasing bin edges; bin k is ``[edges[k], edges[k+1])``, the last bin is closed.
-
-    Returns:
-        one dict per bin: ``bin`` (lo, hi), ``num_gts``, ``AP50``, ``recall``.
+    """Per-bin AP50 / recall for ``results`` against ``ann`` (annotations carry ``snr``):
+    :func:`irdet.metrics.synthetic.ap50_by_snr` (``AP50`` / ``recall`` None for an empty bin).
 
     Raises:
         ValueError: fewer than two edges, or an annotation without ``snr``.
         DataError: bad annotation or results file.
     """
-    if len(edges) < 2 or sorted(edges) != list(edges):
-        raise ValueError(f"--bins needs at least two increasing edges, got {edges}")
-    gt = load_coco(ann)  # a private copy (the caller's dict is untouched): its crowd flags are rewritten per bin
-    res = load_coco_results(results, gt)  # read the results file once, not once per bin
-    if any("snr" not in a for a in gt["annotations"]):
-        raise ValueError("annotations without 'snr': not an irdet synthetic benchmark")
-    rows = []
-    for k in range(len(edges) - 1):
-        lo, hi = edges[k], edges[k + 1]
-        last = k == len(edges) - 2
-        n = 0
-        for a in gt["annotations"]:
-            inside = lo <= a["snr"] < hi or (last and a["snr"] == hi)
-            a["iscrowd"] = 0 if inside else 1
-            n += inside
-        m = coco_evaluate(gt, res)  # copies gt itself
-        rows.append({"bin": (lo, hi), "num_gts": n, "AP50": m["AP50"], "recall": m["recall"]})
-    return rows
+    return ap50_by_snr(ann, results, edges)
 
 
 def main() -> None:
@@ -70,7 +47,8 @@ def main() -> None:
     print("| run | " + " | ".join(f"SNR [{r['bin'][0]:g}, {r['bin'][1]:g}) AP50 / R (n={r['num_gts']})" for r in bins) + " |")
     print("|---|" + "---|" * len(bins))
     for label, rows in table.items():
-        print(f"| {label} | " + " | ".join(f"{r['AP50']:.3f} / {r['recall']:.3f}" for r in rows) + " |")
+        print(f"| {label} | " + " | ".join("-" if r["AP50"] is None else f"{r['AP50']:.3f} / {r['recall']:.3f}"
+                                          for r in rows) + " |")
 
 
 if __name__ == "__main__":

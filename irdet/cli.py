@@ -12,7 +12,7 @@ from irdet.errors import IrdetError
 __all__ = ["main"]
 
 #: file suffixes of models: a first ``irdet detect`` argument with one of these is the checkpoint
-MODEL_SUFFIXES = (".ckpt", ".pt")
+MODEL_SUFFIXES = (".ckpt", ".pt", ".onnx")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -67,6 +67,13 @@ def _inference_options(p: argparse.ArgumentParser) -> None:
                                                           "process")
 
 
+def _backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default=None,
+                   help="inference backend (default: onnxruntime for an .onnx model, else pytorch). onnxruntime with a "
+                        ".ckpt / .pt model exports it to ONNX in memory first; the same pre-processing, decoding, NMS "
+                        "and outputs either way. Needs the export extra: pip install \"irdet[export]\"")
+
+
 def _tile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="tiled inference (irdet extension): run the network on overlapping H x W tiles of the network "
@@ -99,16 +106,21 @@ def cmd_evaluate(args) -> int:
         raise IrdetError("--ann COCO_JSON goes with --predictions FILE (a sequence checkpoint knows its annotations)")
     if args.predictions and (args.tile or args.tile_overlap is not None):
         raise IrdetError("--tile / --tile-overlap go with a checkpoint, not with --predictions FILE")
+    if args.predictions and args.backend:
+        raise IrdetError("--backend goes with a checkpoint or ONNX model, not with --predictions FILE")
     if not args.predictions:  # no --checkpoint: the shipped default model
         metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator,
                                       num_workers=args.workers, precision=args.precision, tile=args.tile,
-                                      tile_overlap=args.tile_overlap)
+                                      tile_overlap=args.tile_overlap, backend=args.backend)
     else:
         metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr, ann=args.ann)
     if "AP50" in metrics:  # moving-target (sequence) metrics, irdet.metrics.coco
         from irdet.metrics.coco import format_coco_table
+        from irdet.metrics.synthetic import format_synthetic_table
 
         print(format_coco_table(metrics))
+        if format_synthetic_table(metrics):  # synthetic benchmarks: AP50 per SNR bin, distractor false alarms
+            print(format_synthetic_table(metrics))
     else:
         print(format_table(metrics))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'pr_curve.png'}")
@@ -120,6 +132,8 @@ def cmd_detect(args) -> int:
     from irdet.engine.runner import detect
 
     extra = {"fps": args.fps, "save_frames": args.save_frames} if (args.fps or args.save_frames) else {}
+    if args.track:
+        extra.update(track=True, track_radius=args.track_radius)
     checkpoint, inputs = args.checkpoint, list(args.inputs)
     if checkpoint is None and Path(inputs[0]).suffix in MODEL_SUFFIXES:  # irdet detect CKPT INPUTS...
         checkpoint, inputs = inputs[0], inputs[1:]
@@ -127,7 +141,7 @@ def cmd_detect(args) -> int:
             raise IrdetError(f"no inputs after the checkpoint {checkpoint}")
     path = detect(checkpoint, inputs, args.out, args.score_thr, args.accelerator, num_workers=args.workers,
                   precision=args.precision, overwrite=args.overwrite, tile=args.tile, tile_overlap=args.tile_overlap,
-                  **extra)
+                  backend=args.backend, **extra)
     overlays = Path(args.out) / "overlays"
     print(f"wrote {path} and overlays in {overlays if overlays.is_dir() else Path(args.out)}")
     summary = Path(args.out) / "summary.json"
@@ -168,6 +182,26 @@ def cmd_flops(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from irdet.deploy.export import export_onnx
+    from irdet.engine.runner import load_checkpoint
+
+    if args.checkpoint and Path(args.checkpoint).suffix == ".onnx":
+        raise IrdetError(f"{args.checkpoint}: already an ONNX model (export a .ckpt or .pt file)")
+    module = load_checkpoint(args.checkpoint)
+    source = Path(args.checkpoint).name if args.checkpoint else "default"
+    out = export_onnx(module, args.out, args.opset, True if args.dynamic else None, args.half, source=source)
+    from irdet.deploy.runtime import OnnxNetwork
+
+    meta = OnnxNetwork(out).meta  # the written file loads in ONNX Runtime
+    size = "dynamic H/W (multiples of %d)" % meta["hw_multiple"] if meta["dynamic_hw"] else \
+        "H x W = %d x %d" % tuple(meta["input_size"])
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB, opset {meta['opset']}, {meta['precision']}, input "
+          f"{meta['input_name']} {meta['input_layout']} float32 in [0, 255], {size}; strides {meta['strides']})")
+    print(f"run it: irdet detect {out} IMAGES --out DIR")
+    return 0
+
+
 def cmd_package(args) -> int:
     from irdet.engine.runner import package
 
@@ -197,9 +231,12 @@ def cmd_synthesize_sequences(args) -> int:
         kwargs["val_fraction"] = args.val_fraction
     if args.test_fraction is not None:
         kwargs["test_fraction"] = args.test_fraction
-    for key in ("targets", "target_size", "snr"):
+    for key in ("targets", "target_size", "snr", "pan", "distractors"):
         if getattr(args, key) is not None:
             kwargs[key] = tuple(getattr(args, key))
+    for key in ("jitter", "snr_distribution", "cross_sky_border", "cross_cloud_edge", "distractor_sky"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
     summary = synthesize_sequences(args.backgrounds, args.out, args.sequences, args.frames, args.seed, **kwargs)
     print(print_summary(summary))
     return 0
@@ -248,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint or a results JSON (mAP07, mAP12, recall, AP75, Pd, Fa)")
     p.add_argument("--checkpoint", default=None,
-                   help="irdet checkpoint (.ckpt) or weights file (.pt); default: the shipped default model")
+                   help="irdet checkpoint (.ckpt), weights file (.pt) or ONNX model (.onnx, irdet export); default: "
+                        "the shipped default model")
     p.add_argument("--predictions", default=None,
                    help='COCO-style results [{"image_id": id, "bbox": [x, y, w, h], "score": s}, ...] in the xml\'s numbers')
     _data(p)
@@ -262,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto")
     _inference_options(p)
     _tile_options(p)
+    _backend_option(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("detect", help="detect targets in images (files or folders), or in a frame folder / video file "
@@ -269,20 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] INPUTS",
                    help="image files and/or folders; for a sequence checkpoint one frame folder (frames sorted "
-                        "numerically) or one video file. A first argument ending in .ckpt or .pt is the model "
+                        "numerically) or one video file. A first argument ending in .ckpt, .pt or .onnx is the model "
                         "(as --checkpoint); without one, the shipped default model is used")
-    p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt) or weights file (.pt)")
+    p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt), weights file (.pt) or ONNX model (.onnx)")
     p.add_argument("--fps", type=float, default=None, help="sequence checkpoints: frame rate of the annotated video "
                                                            "(default: the input video's, 10 for frame folders)")
     p.add_argument("--save-frames", action="store_true", help="sequence checkpoints: also write annotated PNG frames")
+    p.add_argument("--track", action="store_true",
+                   help="sequence checkpoints: also link the detections into tracks (ByteTrack from the 'trackers' "
+                        "package, centre-distance association): OUT/tracks.json, track ids drawn on the video")
+    p.add_argument("--track-radius", type=float, default=8.0, metavar="PX",
+                   help="with --track: largest centre distance in px between a track's predicted box and its next "
+                        "detection (default 8)")
     p.add_argument("--out", default="detections")
     p.add_argument("--score-thr", type=float, default=0.3, help="minimum score of boxes drawn on overlays")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--overwrite", action="store_true",
-                   help="allow a non-empty --out: first delete detections.json, summary.json, overlays/ and frames/ "
-                        "there (without it a non-empty --out is refused)")
+                   help="allow a non-empty --out: first delete detections.json, summary.json, tracks.json, overlays/ "
+                        "and frames/ there (without it a non-empty --out is refused)")
     _inference_options(p)
     _tile_options(p)
+    _backend_option(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("ablate", help="train + evaluate every row of a paper table; writes a markdown table (resumable)")
@@ -326,6 +372,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target side in pixels (default 2 7)")
     p.add_argument("--snr", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="per-track SNR range: peak amplitude / background noise std (default 1 10)")
+    p.add_argument("--snr-distribution", choices=["uniform", "log-uniform"], default=None,
+                   help="how the SNR is drawn over --snr (default uniform; log-uniform: as many dim as bright targets)")
+    p.add_argument("--pan", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="camera pan speed range in px/frame (default 0 1.5)")
+    p.add_argument("--jitter", type=float, default=None, metavar="PX",
+                   help="camera jitter amplitude in px, uniform per axis and frame, sub-pixel (default 0.5)")
+    p.add_argument("--cross-sky-border", type=float, default=None, metavar="FRACTION",
+                   help="fraction of tracks built to cross the sky / non-sky border of the sky mask (default 0)")
+    p.add_argument("--cross-cloud-edge", type=float, default=None, metavar="FRACTION",
+                   help="fraction of tracks built to cross a cloud edge (strong background gradient in sky; default 0)")
+    p.add_argument("--distractors", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="static target-like distractors per sequence, fixed in the scene, annotated apart from the "
+                        "targets (default 0 0: none)")
+    p.add_argument("--distractor-sky", type=float, default=None, metavar="FRACTION",
+                   help="fraction of the distractors on sky, the others on buildings / ground (default 0.5)")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     p.set_defaults(func=cmd_synthesize_sequences)
 
@@ -347,6 +408,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="input size (default: the config's data.img_size; 512 512 for native-resolution models)")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("export", help="export a model to ONNX: the network's raw per-level outputs, decoding and NMS "
+                                      "left to irdet (irdet detect / evaluate / irdet.load run the file)")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="irdet checkpoint (.ckpt) or weights file (.pt); default: the shipped default model")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    p.add_argument("--out", required=True, help="output file (.onnx)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the torch exporter's)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic input H/W (multiples of the network stride). Always on for native-resolution "
+                        "(data.img_size null) and keep_ratio models; otherwise the input is fixed to the padded "
+                        "data.img_size. The batch size is always dynamic")
+    p.add_argument("--half", action="store_true",
+                   help="float16 weights and arithmetic (float32 input and outputs), for runtimes with fp16 kernels; "
+                        "ONNX Runtime's CPU provider runs it too (its speed there is not measured by irdet)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("package", help="turn a training checkpoint into a float16 weights file (<= 25 MB) with its "
                                        "config and the metrics the file itself scores on a split")

@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
             "exchange_mode": "channel",
             "scorer": "ste",
             "seg_loss_weight": 1.0,
+            # the reference code's shared LSK module + convs_cls / convs_seg before the exchange (irdet.models.heads.bafe)
+            "reference_blocks": False,
             "test": {"nms_pre": 1000, "score_thr": 0.05, "nms_iou": 0.5, "max_per_img": 100},
         },
     },
@@ -76,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
         "crop_p_target": 0.9,
         # boxes a target-centred crop may centre on: all (BAG-CP pasted included) | gt (irdet extension)
         "crop_on": "all",
+        # training boxes under 1 px after the resize: keep (grown to 1 px, as the reference keeps them) | drop
+        # (irdet before; irdet.data.transforms.KeepTinyBoxes)
+        "tiny_boxes": "keep",
         "num_workers": 2,
         # BAG-CP (paper §III-B/§IV-C, Table III row f); see irdet.data.bagcp for all parameters.
         # library: a saved target library (.npz); null = built from train_split and cached.

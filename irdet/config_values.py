@@ -136,6 +136,7 @@ RULES: dict[str, Rule] = {
     "data.img_size": NULL | SIZE,  # null: native resolution, no resize
     "data.crop": NULL | SIZE,
     "data.crop_on": choice("all", "gt"),
+    "data.tiny_boxes": choice("keep", "drop"),
     "data.flip_prob": PROBABILITY,
     "data.crop_p_target": PROBABILITY,
     "data.pad_divisor": integer(1),

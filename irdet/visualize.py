@@ -14,7 +14,7 @@ __all__ = ["overlay"]
 
 
 def overlay(image: np.ndarray | torch.Tensor, boxes=None, sky=None, *, colors="lime", sky_color=(70, 130, 255),
-            sky_alpha: float = 0.25, margin: int = 1, width: int = 1) -> np.ndarray:
+            sky_alpha: float = 0.25, margin: int = 1, width: int = 1, labels=None) -> np.ndarray:
     """Draw boxes and a sky tint on an image.
 
     Args:
@@ -25,6 +25,8 @@ def overlay(image: np.ndarray | torch.Tensor, boxes=None, sky=None, *, colors="l
             (bilinearly resized to the image, thresholded at 0.5).
         colors: box colour(s) (name, RGB tuple, or list per box).
         sky_color, sky_alpha: tint of the sky region.
+        labels: None or a text per box (e.g. track ids), drawn beside its top-right corner in
+            the box's colour (PIL's default font), so that the target itself stays visible.
 
     Returns:
         (H, W, 3) uint8 array.
@@ -48,7 +50,21 @@ def overlay(image: np.ndarray | torch.Tensor, boxes=None, sky=None, *, colors="l
         rect[:, 0::2] = rect[:, 0::2].clamp(0, w - 1)
         rect[:, 1::2] = rect[:, 1::2].clamp(0, h - 1)
         img = draw_bounding_boxes(img, rect.round(), colors=colors, width=width)
+        if labels is not None:
+            return _draw_labels(img.permute(1, 2, 0).contiguous().numpy(), rect.round().tolist(), labels, colors)
     return img.permute(1, 2, 0).contiguous().numpy()
+
+
+def _draw_labels(image: np.ndarray, rects, labels, colors) -> np.ndarray:
+    """Texts beside the top-right corners of inclusive-pixel rectangles, on an (H, W, 3) uint8 image."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    cols = colors if isinstance(colors, list) else [colors] * len(rects)
+    for (x1, y1, x2, y2), text, col in zip(rects, labels, cols):
+        draw.text((x2 + 2, max(0, y1 - 10)), str(text), fill=col)
+    return np.asarray(pil).copy()
 
 
 def augment_grid(cfg: dict, root, n: int = 8, seed: int = 0, as_trained: bool = False, cols: int = 4):

@@ -18,7 +18,7 @@ def test_every_table_row_loads_and_builds():
     from irdet.models.detector import build_detector
 
     counts = {t: len(ab.table_rows(t)) for t in ("table3", "table4", "table5", "table6", "table7", "table8", "table9")}
-    assert counts == {"table3": 6, "table4": 4, "table5": 4, "table6": 4, "table7": 3, "table8": 9, "table9": 4}
+    assert counts == {"table3": 7, "table4": 4, "table5": 4, "table6": 4, "table7": 3, "table8": 9, "table9": 4}
     for t in counts:
         for row in ab.table_rows(t):
             cfg = ab.budget_config(row, "cpu")
@@ -40,6 +40,29 @@ def test_identical_experiments_share_a_key():
     # a setting added later keeps earlier keys at its default and changes them away from it
     assert ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["data.crop_on=all"])) == key("table3_f.yaml")
     assert ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["data.crop_on=gt"])) != key("table3_f.yaml")
+    # BAG-CP's variant: paper is the default; the reference variant is another experiment
+    assert ab.config_key(load_config(CONFIGS / "fcos_r18_densesirst_cpu.yaml", ["data.bagcp.variant=paper"])) == key("table3_f.yaml")
+    # the reference head's blocks: off = every earlier key; on = another experiment, with or without the exchange
+    bafe = CONFIGS / "bafenet_r18_densesirst_cpu.yaml"
+    on = ab.config_key(load_config(bafe, ["model.head.reference_blocks=true"]))
+    assert ab.config_key(load_config(bafe, ["model.head.reference_blocks=false"])) == key("table5_d.yaml") != on
+    assert on == ab.config_key(load_config(CONFIGS / "bafenet_r18_refhead_densesirst_cpu.yaml", ["model.head.scorer=ste"]))
+    assert key("table4_b.yaml") != ab.config_key(ab.budget_config(CONFIGS / "ablations" / "table4_b.yaml", "cpu",
+                                                                 ["model.head.reference_blocks=true"]))
+    assert key("table3_f_reference.yaml") != key("table3_f.yaml")
+
+
+def test_tiny_boxes_default_changed_the_keys_of_single_frame_rows_only():
+    """Runs measured before boxes under 1 px were kept have the keys of tiny_boxes=drop; today's
+    default (keep) gives new keys; sequence rows (which never read the setting) keep theirs."""
+    row = CONFIGS / "ablations" / "table3_f.yaml"
+    drop = ab.config_key(ab.budget_config(row, "cpu", ["data.tiny_boxes=drop"]))
+    assert ab.config_key(ab.budget_config(row, "cpu")) != drop
+    cfg = ab.budget_config(row, "cpu", ["data.tiny_boxes=drop"])
+    cfg["data"].pop("tiny_boxes")  # a config resolved before the setting existed
+    assert ab.config_key(cfg) == drop
+    seq = CONFIGS / "sequences" / "yolobp_r18_t5_synthetic.yaml"
+    assert ab.config_key(ab.budget_config(seq, "paper")) == ab.config_key(ab.budget_config(seq, "paper", ["data.tiny_boxes=drop"]))
 
 
 def test_unknown_table_and_budget():

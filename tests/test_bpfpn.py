@@ -202,6 +202,21 @@ def test_dgr_in_neck_reaches_only_the_designated_side(direction):
         assert all(g is None for g in d_grad)
 
 
+def test_in_levels_builds_only_the_used_outputs():
+    full = _neck(dgr={"enabled": True, "direction": "top_down"})
+    used = _neck(levels=("P3", "P4"), in_levels=("C3", "C4", "C5"), dgr={"enabled": True, "direction": "top_down"})
+    assert isinstance(used.fpn.fpn.layer_blocks[2], torch.nn.Identity)
+    assert sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in used.parameters()) == OUT * OUT * 9 + OUT
+    used.load_state_dict({k: v for k, v in full.state_dict().items() if "layer_blocks.2" not in k})
+    feats = _feats()
+    (o_full, l_full), (o_used, l_used) = full.train()(feats), used.train()(feats)
+    assert len(o_used) == 2 and torch.equal(o_used[0], o_full[0]) and torch.equal(o_used[1], o_full[1])
+    # one pair (P3, P4) left: the mean over pairs changes, P3 still gets the same kind of term
+    assert l_used["loss_dgr"].item() == pytest.approx(0.5 * dgr_loss(o_full[:2], "top_down").item(), rel=1e-6)
+    assert used.dgr_trained_levels == ["P3"] and full.dgr_trained_levels == ["P3", "P4"]
+    assert _neck(dgr={"enabled": True}).dgr_trained_levels == ["P4", "P5"] and _neck().dgr_trained_levels == []
+
+
 def test_dgr_weight_and_levels_subset():
     feats = _feats()
     full = _neck(levels=("P2", "P3", "P4", "P5"), dgr={"enabled": True, "weight": 1.0})

@@ -368,3 +368,121 @@ def test_real_densesirst_gt_scores_one(tmp_path, require_data, densesirst):
     # the xml's own integers survive the pixel-edge round trip
     first = json.loads(path.read_text())[0]
     assert all(float(v).is_integer() for v in first["bbox"])
+
+
+# --------------------------------------------------------------------------- false alarms by background
+
+
+def test_fa_by_background_centre_pixel_rule():
+    """The centre pixel decides: sky is only column 1 of a 4x4 image."""
+    from irdet.metrics.background import fa_by_background
+
+    sky = np.zeros((4, 4), bool)
+    sky[:, 1] = True
+    gts = {"a": np.zeros((0, 4))}
+    # centres (1.0, 1.0) -> column 1 (sky); (0.5, 0.5) -> column 0 (non-sky); (3.5, 3.5) -> column 3
+    dets = {"a": (np.array([[0, 0, 2, 2], [0, 0, 1, 1], [3, 3, 4, 4]], float), np.array([0.9, 0.9, 0.9]))}
+    m = fa_by_background(gts, dets, {"a": (4, 4)}, {"a": sky})
+    assert (m["num_false_alarms_sky"], m["num_false_alarms_nonsky"]) == (1, 2)
+    assert (m["sky_pixels"], m["nonsky_pixels"]) == (4, 12)
+    assert m["fa_sky_per_mpix"] == pytest.approx(1 / 4e-6) and m["fa_nonsky_per_mpix"] == pytest.approx(2 / 12e-6)
+    # below the score threshold nothing counts; an all-sky image has no non-sky rate
+    assert fa_by_background(gts, dets, {"a": (4, 4)}, {"a": sky}, score_thr=0.95)["num_false_alarms_sky"] == 0
+    assert fa_by_background(gts, dets, {"a": (4, 4)}, {"a": np.ones((4, 4), bool)})["fa_nonsky_per_mpix"] is None
+    with pytest.raises(ValueError, match="sky mask of 'a' is 3x4"):
+        fa_by_background(gts, dets, {"a": (4, 4)}, {"a": np.ones((4, 3), bool)})
+    note = fa_by_background(gts, dets, {"a": (4, 4)}, {})
+    assert list(note) == ["fa_background_note"] and "1 of 1 images" in note["fa_background_note"]
+
+
+def _sky_and_ground_pixels(sky: np.ndarray, boxes: np.ndarray, margin: int = 12):
+    """A sky pixel and a non-sky pixel (None where the image has none), each at least ``margin``
+    px from every box and 3 px inside its kind of background."""
+    from scipy.ndimage import binary_erosion
+
+    free = np.ones(sky.shape, bool)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        free[max(0, y1 - margin): y2 + margin, max(0, x1 - margin): x2 + margin] = False
+    picks = []
+    for region in (sky, ~sky):
+        ys, xs = np.nonzero(binary_erosion(region, iterations=3) & free)
+        picks.append((int(xs[len(xs) // 2]), int(ys[len(ys) // 2])) if len(ys) else None)
+    return picks
+
+
+#: test_v2 images with 7%, 47% and 100% sky
+_MIXED_SKY = ["Misc_24", "S2_20", "S20210713_S3_3"]
+
+
+def test_fa_split_by_background_on_real_images(densesirst, tmp_path, capsys):
+    """Ground truth of three real test_v2 images as predictions (Pd 1, no false alarm) plus false
+    boxes placed on known sky and non-sky pixels of their SkySeg masks: ``irdet evaluate``
+    prints the split and stores it in metrics.json; Pd and the old keys are unchanged."""
+    from fixtures import link_dataset
+
+    from irdet.cli import main
+    from irdet.data.densesirst import DenseSIRST
+    from irdet.data.io import read_mask
+
+    small_root = link_dataset(densesirst, tmp_path / "ds", {"test_v2": _MIXED_SKY})
+    ds = DenseSIRST(small_root, "test_v2", sky_mask=None)
+    gts, sizes = ds.ground_truth()
+    dets, n_sky, n_ground, sky_px, pixels = {}, 0, 0, 0, 0
+    for k, image_id in enumerate(ds.ids):
+        sky = read_mask(small_root / "SkySeg" / "PaletteMask" / f"{image_id}.png", palette=True) == 1
+        sky_px += int(sky.sum())
+        pixels += sky.size
+        (sx, sy), ground = _sky_and_ground_pixels(sky, gts[image_id])
+        assert sky[sy, sx]
+        false = [[sx - 1, sy - 1, sx + 2, sy + 2]]
+        n_sky += 1
+        if ground is not None:  # k + 1 false alarms on non-sky
+            gx, gy = ground
+            assert not sky[gy, gx]
+            false += [[gx - 1, gy - 1, gx + 2, gy + 2]] * (k + 1)
+            n_ground += k + 1
+        boxes = np.concatenate([gts[image_id], np.array(false, float)])
+        dets[image_id] = (boxes, np.full(len(boxes), 0.9))
+    preds = tmp_path / "preds.json"
+    save_results(preds, dets_to_results(dets))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--predictions", str(preds), "--data", str(small_root), "--split", "test_v2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    n = len(ds.ids)
+    assert m["Pd"] == 1.0 and m["num_images"] == n
+    assert (m["num_false_alarms_sky"], m["num_false_alarms_nonsky"]) == (n_sky, n_ground)
+    assert m["fa_sky_per_image"] + m["fa_nonsky_per_image"] == pytest.approx(m["fa_per_image"])
+    assert m["fa_per_image"] == pytest.approx((n_sky + n_ground) / n)
+    assert (m["sky_pixels"], m["nonsky_pixels"]) == (sky_px, pixels - sky_px)
+    assert m["fa_sky_per_mpix"] == pytest.approx(n_sky / (sky_px / 1e6))
+    assert m["fa_nonsky_per_mpix"] == pytest.approx(n_ground / ((pixels - sky_px) / 1e6))
+    assert "false alarms on non-sky per image" in printed and "false alarms per megapixel of sky" in printed
+    assert f"{m['fa_nonsky_per_mpix']:.3f}" in printed
+    # the same predictions scored without the split keep every other value
+    plain = evaluate(gts, load_results(preds), sizes)
+    assert {k: v for k, v in m.items() if k in plain} == json.loads(json.dumps(plain))
+
+
+def test_fa_split_without_sky_masks_says_so(small_root, tmp_path, capsys):
+    """A root without SkySeg/: evaluate still scores, prints and stores a note instead of the split."""
+    import os
+
+    from irdet.cli import main
+    from irdet.data.densesirst import DenseSIRST
+
+    root = tmp_path / "nosky"
+    root.mkdir()
+    for sub in ("PNGImages", "SIRST", "Splits"):
+        os.symlink(small_root.resolve() / sub, root / sub)
+    gts, _ = DenseSIRST(root, "test_v2", sky_mask=None).ground_truth()
+    preds = tmp_path / "gt.json"
+    save_results(preds, gt_to_results(gts))
+    assert main(["evaluate", "--predictions", str(preds), "--data", str(root), "--split", "test_v2",
+                 "--out", str(tmp_path / "e")]) == 0
+    printed = capsys.readouterr().out
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["mAP07"] == 1.0 and "fa_sky_per_image" not in m
+    assert m["fa_background_note"].startswith(f"no sky mask for {len(gts)} of {len(gts)} images")
+    assert "false alarms not split by background" in printed

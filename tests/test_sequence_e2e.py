@@ -137,6 +137,8 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
     metrics = json.loads((ev / "metrics.json").read_text())
     for key in ("AP50", "AP50_95", "precision", "recall", "F1", "Pd"):
         assert 0.0 <= metrics[key] <= 1.0
+    if (seq_root / "summary.json").is_file():  # synthesized: every target has an SNR -> AP50 per SNR bin
+        assert sum(b["num_gts"] for b in metrics["AP50_snr"]) == metrics["num_gts"]
     test = json.loads((seq_root / "annotations" / "test.json").read_text())
     assert metrics["num_images"] == len(test["images"]) and (ev / "pr_curve.png").stat().st_size > 0
     preds = json.loads((ev / "predictions.json").read_text())
@@ -189,9 +191,17 @@ def test_train_evaluate_detect(seq_root, tmp_path, capsys):
     video = tmp_path / "flight.mp4"
     _write_video(video, clip)
     vdet = tmp_path / "vdet"
-    assert main(["detect", best, str(video), "--out", str(vdet), "--fps", "5"]) == 0
+    assert main(["detect", best, str(video), "--out", str(vdet), "--fps", "5", "--track", "--score-thr", "0.001"]) == 0
     vd = json.loads((vdet / "detections.json").read_text())
     assert {d["image_id"] for d in vd} <= {f"flight/{i}" for i in range(len(clip))}
+    # --track: tracks.json whose boxes are detections of their frames (ids linked by irdet.tracking)
+    tracks = json.loads((vdet / "tracks.json").read_text())
+    assert tracks["frames"] == len(clip) and tracks["params"]["association"] == "centre distance"
+    kept = {(d["image_id"], tuple(round(v, 3) for v in d["bbox"])) for d in vd}
+    assert tracks["tracks"]  # score-thr 0.001: the untrained model's stable top boxes link up
+    for t in tracks["tracks"]:
+        assert t["length"] == len(t["detections"]) >= 3
+        assert all((d["image_id"], tuple(round(v, 3) for v in d["bbox"])) in kept for d in t["detections"])
     import av
 
     with av.open(str(vdet / "flight.mp4")) as c:

@@ -147,13 +147,39 @@ def test_builder_errors():
         build_sequence_detector(merge(_model_cfg(), {"head": {"regress_ranges": [[-1, 64], [64, 1e8]]}}))
 
 
+@pytest.mark.parametrize("name,reaches", [("yolobp_r18_t5_synthetic", True), ("yolobp_r18_t5_synthetic_dgr_bottom_up", False)])
+def test_dgr_reaches_the_level_the_head_reads(name, reaches):
+    """The YOLO-BP config sends DGR's gradient into P3, the one level the head reads (and trains
+    P3's output conv with it); the older bottom_up config over P3-P5 sends none there."""
+    torch.manual_seed(0)
+    model = build_sequence_detector(load_config(f"configs/sequences/{name}.yaml")["model"]).train()
+    neck, p3 = model.neck, model.level_index
+    p3_conv = neck.fpn.fpn.layer_blocks[0][0].weight  # C3 -> P3 output conv
+    assert neck.levels[p3] == "P3" and (neck.dgr_trained_levels == ["P3"]) == reaches
+    if reaches:  # only the levels in use are built: no P5 output conv
+        assert list(neck.levels) == ["P3", "P4"] and isinstance(neck.fpn.fpn.layer_blocks[2], torch.nn.Identity)
+    frames = torch.rand(2 * model.num_frames, 3, 64, 64) * 255
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    start = p3_conv.detach().clone()
+    for _ in range(3):  # a few steps on loss_dgr alone
+        opt.zero_grad()
+        outs, losses = neck(model.backbone((frames - model.pixel_mean) / model.pixel_std))
+        g_feat, g_conv = torch.autograd.grad(losses["loss_dgr"], [outs[p3], p3_conv], retain_graph=True, allow_unused=True)
+        assert (g_feat is not None and g_feat.abs().sum() > 0) == reaches
+        assert (g_conv is not None and g_conv.abs().sum() > 0) == reaches
+        losses["loss_dgr"].backward()
+        opt.step()
+    assert (not torch.equal(p3_conv.detach(), start)) == reaches
+
+
 # ------------------------------------------------------------------------------------ config hooks
 def test_sequence_configs_resolve_and_single_frame_configs_are_unchanged():
     single = load_config("configs/fcos_r18_densesirst_cpu.yaml")
     assert "task" not in single and "sequence" not in single and "temporal" not in single["model"]
     assert "task" not in load_config("configs/fcos_r18_densesirst_cpu.yaml", ["task=detect"])
     for name in ("yolobp_r18_t5_synthetic", "yolofpn_r18_t5_synthetic", "yolobp_r18_t1_synthetic",
-                 "yolofpn_r18_t1_synthetic", "yolobp_r18_irdst", "yolobp_r18_daub"):
+                 "yolofpn_r18_t1_synthetic", "yolobp_r18_irdst", "yolobp_r18_daub",
+                 "yolobp_r18_t5_synthetic_dgr_bottom_up", "yolobp_r18_t1_synthetic_dgr_bottom_up"):
         cfg = load_config(f"configs/sequences/{name}.yaml")
         assert cfg["task"] == "sequence" and cfg["model"]["head"]["test"]["score_thr"] == 0.001
         assert cfg["model"]["head"]["test"]["nms_iou"] == 0.65

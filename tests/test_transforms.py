@@ -128,3 +128,72 @@ def test_real_images_train_pipeline_alignment(densesirst):
             # nearest-neighbour mask resizing may thin a target by a pixel: look one pixel around
             region = s["target_mask"][max(y1 - 1, 0) : y2 + 1, max(x1 - 1, 0) : x2 + 1]
             assert region.sum() > 0
+
+
+# ------------------------------------------------------------------ boxes under 1 px (data.tiny_boxes)
+def test_keep_tiny_boxes_grows_them_to_their_centre_pixel():
+    from irdet.data.transforms import KeepTinyBoxes
+
+    boxes = torch.tensor([[10.2, 5.0, 10.6, 9.0],  # 0.4 px wide: -> column 10
+                          [3.0, 7.7, 6.0, 8.1],  # 0.4 px high: -> row 7
+                          [99.6, 99.8, 100.0, 100.0],  # at the corner: -> the last pixel
+                          [50.0, 50.0, 50.0, 52.0],  # no extent (cut away by a crop): left to the sanitizer
+                          [20.0, 20.0, 23.5, 24.0]], dtype=torch.float32)  # >= 1 px: unchanged
+    s = {"image": tv_tensors.Image(torch.zeros(3, 100, 100)), "labels": torch.arange(5),
+         "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(100, 100))}
+    out = KeepTinyBoxes()(s)
+    assert out["boxes"].tolist() == [[10, 5, 11, 9], [3, 7, 6, 8], [99, 99, 100, 100], [50, 50, 50, 52], [20, 20, 23.5, 24]]
+    assert out["boxes"].canvas_size == (100, 100)
+    from torchvision.transforms import v2
+
+    kept = v2.SanitizeBoundingBoxes(min_size=1)(out)
+    assert kept["labels"].tolist() == [0, 1, 2, 4]
+    # another box format goes through XYXY and back
+    cxcywh = v2.functional.convert_bounding_box_format(s["boxes"], new_format=tv_tensors.BoundingBoxFormat.CXCYWH)
+    back = KeepTinyBoxes()({**s, "boxes": cxcywh})["boxes"]
+    assert back.format == tv_tensors.BoundingBoxFormat.CXCYWH
+    assert torch.allclose(v2.functional.convert_bounding_box_format(back, new_format=tv_tensors.BoundingBoxFormat.XYXY),
+                          out["boxes"].as_subclass(torch.Tensor))
+    with pytest.raises(ValueError, match="tiny_boxes"):
+        build_train_transforms((64, 64), tiny_boxes="shrink")
+
+
+#: trainval_v2 images (1918x1080) with 11 and 9 boxes under 1 px wide at 512x512
+_TINY = ["20210725-S1-401", "20210725-S1-641"]
+
+
+def test_real_tiny_boxes_are_kept_in_training(densesirst, tmp_path):
+    """Real boxes that become narrower than 1 px at 512x512: with tiny_boxes=keep none is dropped
+    (each covers the pixel its target centre falls in), with drop they are lost; a crop still drops
+    only boxes left outside it."""
+    from fixtures import link_dataset
+
+    root = link_dataset(densesirst, tmp_path / "ds", {"trainval_v2": _TINY})
+    raw = DenseSIRST(root, "trainval_v2", sky_mask=None)
+    gts, sizes = raw.ground_truth()
+    for i, image_id in enumerate(raw.ids):
+        h, w = sizes[image_id]
+        b = torch.as_tensor(gts[image_id])
+        sx, sy = 512 / w, 512 / h
+        tiny = ((b[:, 2] - b[:, 0]) * sx < 1) | ((b[:, 3] - b[:, 1]) * sy < 1)
+        assert int(tiny.sum()) >= 9
+        out = {}
+        for mode in ("keep", "drop"):
+            ds = DenseSIRST(root, "trainval_v2", sky_mask="palette",
+                            transforms=build_train_transforms((512, 512), flip_prob=0.0, tiny_boxes=mode))
+            out[mode] = ds[i]["boxes"].as_subclass(torch.Tensor)
+        assert len(out["keep"]) == len(b) and len(out["drop"]) == len(b) - int(tiny.sum())
+        scaled = b * torch.tensor([sx, sy, sx, sy])
+        kept = out["keep"]
+        widths, heights = kept[:, 2] - kept[:, 0], kept[:, 3] - kept[:, 1]
+        assert (widths >= 1).all() and (heights >= 1).all()
+        grown = tiny.nonzero().flatten()
+        cx, cy = (scaled[grown, 0] + scaled[grown, 2]) / 2, (scaled[grown, 1] + scaled[grown, 3]) / 2
+        assert ((kept[grown, 0] <= cx) & (cx <= kept[grown, 2]) & (kept[grown, 1] <= cy) & (cy <= kept[grown, 3])).all()
+        assert torch.allclose(kept[~tiny], scaled[~tiny], atol=1e-3)  # the other boxes are untouched
+    torch.manual_seed(0)
+    ds = DenseSIRST(root, "trainval_v2", sky_mask="palette", transforms=build_train_transforms((512, 512), crop=(128, 128)))
+    for _ in range(3):
+        s = ds[0]
+        bx = s["boxes"]
+        assert ((bx[:, 2] - bx[:, 0]) >= 1).all() and (bx[:, 2] <= 128).all() and len(bx) < len(gts[raw.ids[0]])

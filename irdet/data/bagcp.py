@@ -46,6 +46,9 @@ Procedure for one sample (paper numbers are the defaults)
 Table III switches: (a) ``copy_paste=False`` (identity); (b) copy-paste only; (c) +cluster;
 (d) +gaussian; (e) cluster+gaussian; (f) all four (default).
 
+The authors' code differs from this reading in six ways; it is available as
+``data.bagcp.variant: reference`` (:mod:`irdet.data.bagcp_reference`, :func:`build_bagcp`).
+
 Decisions where the paper is silent (irdet)
 -------------------------------------------
 * Sign of the Gaussian offset: the paper gives ``ρ ∈ [0, 0.2]`` and no direction; a
@@ -205,6 +208,33 @@ def _range(name: str, value, *, integer: bool = False, lo: float | None = None) 
     return a, b
 
 
+
+def _image_hw(image: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of a (C, H, W) image; ValueError for any other shape."""
+    if image.ndim != 3:
+        raise ValueError(f"BAG-CP expects an image (C, H, W), got shape {tuple(image.shape)}")
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def _occupancy(sample: dict, H: int, W: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Pixels a paste must not cover: (H, W) bool of the sample's target-mask pixels and the
+    pixel cells its boxes touch, and those boxes' cells as ``(r0, r1, c0, c1)`` (end-exclusive;
+    boxes with no whole cell in the image left out)."""
+    if "target_mask" in sample:
+        occ = sample["target_mask"].as_subclass(torch.Tensor).numpy().reshape(H, W) > 0
+    else:
+        occ = np.zeros((H, W), bool)
+    rects = []
+    if "boxes" in sample and len(sample["boxes"]):
+        for x1, y1, x2, y2 in _to_xyxy(sample["boxes"]).tolist():
+            c0, r0 = max(0, math.floor(x1 + 1e-6)), max(0, math.floor(y1 + 1e-6))
+            c1, r1 = min(W, math.ceil(x2 - 1e-6)), min(H, math.ceil(y2 - 1e-6))
+            if c1 > c0 and r1 > r0:
+                occ[r0:r1, c0:c1] = True
+                rects.append((r0, r1, c0, c1))
+    return occ, rects
+
+
 class BAGCP:
     """Background-Aware Gaussian Copy-Paste transform over irdet sample dicts.
 
@@ -348,6 +378,18 @@ class BAGCP:
         self.stats = {k: 0 for k in STAT_KEYS}
 
     # ------------------------------------------------------------------ randomness
+    def _draw_apply(self, rng: np.random.Generator | None, available: bool) -> np.random.Generator | None:
+        """The generator for this sample, or None (counted in ``stats["samples_skipped"]``) when
+        nothing can be pasted (``available`` False) or the draw against ``prob`` skips it."""
+        if not available:
+            self.stats["samples_skipped"] += 1
+            return None
+        rng = rng if rng is not None else self._generator()
+        if self.prob < 1.0 and rng.random() >= self.prob:
+            self.stats["samples_skipped"] += 1
+            return None
+        return rng
+
     def _generator(self) -> np.random.Generator:
         seeded = in_seeded_sample()  # a SeededSamples item: a fresh stream of the sample's own seed
         per_sample = seeded or torch.utils.data.get_worker_info() is not None
@@ -381,18 +423,11 @@ class BAGCP:
         """Apply BAG-CP to one sample dict (see the class docstring); returns a new dict."""
         self.stats["samples"] += 1
         self.last = {"regions": [], "targets": []}
-        if not self.copy_paste or self.library is None or len(self.library) == 0:
-            self.stats["samples_skipped"] += 1
+        rng = self._draw_apply(rng, self.copy_paste and self.library is not None and len(self.library) > 0)
+        if rng is None:
             return sample
-        rng = rng if rng is not None else self._generator()
-        if self.prob < 1.0 and rng.random() >= self.prob:
-            self.stats["samples_skipped"] += 1
-            return sample
-
         image = sample["image"]
-        if image.ndim != 3:
-            raise ValueError(f"BAG-CP expects an image (C, H, W), got shape {tuple(image.shape)}")
-        H, W = int(image.shape[-2]), int(image.shape[-1])
+        H, W = _image_hw(image)
         sky = None
         if self.background_aware:
             if "sky_mask" not in sample:
@@ -400,18 +435,7 @@ class BAGCP:
             sky = sample["sky_mask"].as_subclass(torch.Tensor).numpy().reshape(H, W) == 1
 
         # occupancy: ground-truth boxes (and target pixels), then pasted boxes
-        if "target_mask" in sample:
-            occ = sample["target_mask"].as_subclass(torch.Tensor).numpy().reshape(H, W) > 0
-        else:
-            occ = np.zeros((H, W), bool)
-        gt_rects = []
-        if "boxes" in sample and len(sample["boxes"]):
-            for x1, y1, x2, y2 in _to_xyxy(sample["boxes"]).tolist():
-                c0, r0 = max(0, math.floor(x1 + 1e-6)), max(0, math.floor(y1 + 1e-6))
-                c1, r1 = min(W, math.ceil(x2 - 1e-6)), min(H, math.ceil(y2 - 1e-6))
-                if c1 > c0 and r1 > r0:
-                    occ[r0:r1, c0:c1] = True
-                    gt_rects.append((r0, r1, c0, c1))
+        occ, gt_rects = _occupancy(sample, H, W)
 
         # draws
         n_regions = int(rng.integers(self.regions[0], self.regions[1] + 1))
@@ -521,24 +545,28 @@ class BAGCP:
         out["image"] = tv_tensors.wrap(work, like=image) if isinstance(image, tv_tensors.TVTensor) else work
         if tm is not None:
             out["target_mask"] = tv_tensors.Mask(tm_t) if isinstance(sample["target_mask"], tv_tensors.Mask) else tm_t
-        nb = torch.tensor(new_boxes, dtype=torch.float32).reshape(-1, 4)
-        if "boxes" in sample:
-            old = sample["boxes"]
-            nb = _from_xyxy(nb, old).to(old.dtype)
-            out["boxes"] = tv_tensors.wrap(torch.cat([old.as_subclass(torch.Tensor), nb]), like=old)
-        else:
-            out["boxes"] = tv_tensors.BoundingBoxes(nb, format="XYXY", canvas_size=(H, W))
-        old_labels = sample.get("labels")
-        nl = torch.zeros(len(new_boxes), dtype=torch.int64)
-        if old_labels is None:
-            out["labels"] = nl
-        else:
-            out["labels"] = torch.cat([old_labels.as_subclass(torch.Tensor), nl.to(old_labels.dtype)])
-        if "points" in sample:
-            oldp = sample["points"]
-            npnt = torch.tensor(new_points, dtype=oldp.dtype).reshape(-1, 2)
-            out["points"] = tv_tensors.wrap(torch.cat([oldp.as_subclass(torch.Tensor).reshape(-1, 2), npnt]), like=oldp)
+        _append_pasted(out, sample, new_boxes, new_points, H, W)
         return out
+
+
+def _append_pasted(out: dict, sample: dict, boxes: list, points: list, H: int, W: int) -> None:
+    """Append pasted targets to ``out``: ``boxes`` (x1, y1, x2, y2) pixel edges after the
+    sample's boxes (in their format; a new XYXY ``BoundingBoxes`` of canvas (H, W) when the
+    sample has none), label 0 each, and their ``points`` (x, y) when the sample has points."""
+    nb = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    if "boxes" in sample:
+        old = sample["boxes"]
+        nb = _from_xyxy(nb, old).to(old.dtype)
+        out["boxes"] = tv_tensors.wrap(torch.cat([old.as_subclass(torch.Tensor), nb]), like=old)
+    else:
+        out["boxes"] = tv_tensors.BoundingBoxes(nb, format="XYXY", canvas_size=(H, W))
+    old_labels = sample.get("labels")
+    nl = torch.zeros(len(boxes), dtype=torch.int64)
+    out["labels"] = nl if old_labels is None else torch.cat([old_labels.as_subclass(torch.Tensor), nl.to(old_labels.dtype)])
+    if "points" in sample:
+        oldp = sample["points"]
+        npnt = torch.tensor(points, dtype=oldp.dtype).reshape(-1, 2)
+        out["points"] = tv_tensors.wrap(torch.cat([oldp.as_subclass(torch.Tensor).reshape(-1, 2), npnt]), like=oldp)
 
 
 def _to_xyxy(boxes) -> torch.Tensor:
@@ -770,10 +798,18 @@ _CFG_PARAMS = {
     "value_range",
 }
 _CFG_SWITCHES = {"copy_paste", "cluster", "gaussian", "background_aware"}
+#: ``data.bagcp.variant``: the paper's reading (this module) or the reference code (:mod:`irdet.data.bagcp_reference`)
+BAGCP_VARIANTS = ("paper", "reference")
 
 
-def build_bagcp(cfg: Mapping | None, library: TargetLibrary | None = None) -> BAGCP | None:
+def build_bagcp(cfg: Mapping | None, library: TargetLibrary | None = None, *,
+                img_size: Sequence[int] | None = None, keep_ratio: bool = False) -> BAGCP | None:
     """Build :class:`BAGCP` from a config dict, or None when it is disabled.
+
+    ``variant``: ``"paper"`` (default) builds :class:`BAGCP`, the paper's reading;
+    ``"reference"`` builds :class:`irdet.data.bagcp_reference.ReferenceBAGCP`, the authors'
+    code (:func:`irdet.data.bagcp_reference.build_reference_bagcp`, which scales targets by the
+    training resize ``img_size`` / ``keep_ratio``; ``img_size`` None = native resolution).
 
     ``cfg`` keys: ``enabled`` (default True), the switches ``copy_paste``, ``cluster``,
     ``gaussian``, ``background_aware`` (default True each), ``library`` (path of a saved
@@ -785,6 +821,8 @@ def build_bagcp(cfg: Mapping | None, library: TargetLibrary | None = None) -> BA
     Args:
         cfg: the dict (None → None).
         library: an already built/loaded library; takes precedence over ``cfg["library"]``.
+        img_size, keep_ratio: the training resize (``data.img_size`` (H, W) or None,
+            ``data.keep_ratio``); read by the reference variant only.
 
     Returns:
         the transform, or None when ``enabled`` or ``copy_paste`` is false (Table III row a).
@@ -796,9 +834,12 @@ def build_bagcp(cfg: Mapping | None, library: TargetLibrary | None = None) -> BA
     if cfg is None:
         return None
     cfg = dict(cfg)
-    unknown = set(cfg) - _CFG_PARAMS - _CFG_SWITCHES - {"enabled", "library"}
+    variant = cfg.get("variant", "paper")
+    if variant not in BAGCP_VARIANTS:
+        raise ConfigError(f"bagcp: variant must be one of {list(BAGCP_VARIANTS)}, got {variant!r}")
+    unknown = set(cfg) - _CFG_PARAMS - _CFG_SWITCHES - {"enabled", "library", "variant"}
     if unknown:
-        allowed = sorted(_CFG_PARAMS | _CFG_SWITCHES | {"enabled", "library"})
+        allowed = sorted(_CFG_PARAMS | _CFG_SWITCHES | {"enabled", "library", "variant"})
         raise ConfigError(f"bagcp: unknown key(s) {sorted(unknown)}; allowed: {allowed}")
     if not cfg.get("enabled", True) or not cfg.get("copy_paste", True):
         return None
@@ -809,6 +850,10 @@ def build_bagcp(cfg: Mapping | None, library: TargetLibrary | None = None) -> BA
                 "bagcp: enabled but no target library (set bagcp.library to a file built by build_target_library)"
             )
         library = TargetLibrary.load(path)
+    if variant == "reference":
+        from irdet.data.bagcp_reference import build_reference_bagcp
+
+        return build_reference_bagcp(cfg, library, img_size=img_size, keep_ratio=keep_ratio)
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in _CFG_PARAMS}
     switches = {k: bool(cfg[k]) for k in _CFG_SWITCHES if k in cfg}
     try:

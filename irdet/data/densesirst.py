@@ -105,7 +105,8 @@ class DenseSIRST(Dataset):
 
     * ``image``: ``tv_tensors.Image`` (3, H, W) float32 in [0, 255];
     * ``boxes``: ``tv_tensors.BoundingBoxes`` (N, 4) XYXY float32 pixel-edge coordinates
-      (``x1 = xmin - 1, x2 = xmax`` of the xml), ``canvas_size=(H, W)``;
+      (the xml's numbers as written: ``x1 = xmin, x2 = xmax``, :mod:`irdet.data.io`),
+      ``canvas_size=(H, W)``;
     * ``labels``: int64 (N,), all 0 (the single class "Target");
     * ``sky_mask``: ``tv_tensors.Mask`` (H, W) uint8, 1 = sky, 0 = non-sky (255 = ignore,
       appears only after padding);

@@ -11,7 +11,8 @@ Conventions used everywhere in irdet (documented once, here):
   original image: pixel column ``i`` (0-based) covers ``[i, i + 1)``. DenseSIRST's xml
   numbers are already of this kind: measured against the target masks, ``xmin`` is the
   first target column (0-based) and ``xmax`` the last column + 1 for 13,634 of the 13,655
-  boxes (the other 21 are shifted by one pixel), so boxes are read as written. (The
+  boxes (the other 21 reach one pixel past their mask on the right and bottom), so boxes
+  are read as written: ``x1 = xmin, y1 = ymin, x2 = xmax, y2 = ymax``. (The
   reference code, MMDetection, subtracts 1 from all four numbers, which shifts every box one
   pixel up-left of its target; its VOC metric then measures widths as ``xmax − xmin + 1``.
   irdet's metric keeps that "+1" formula on the xml numbers, see :mod:`irdet.metrics.voc`, so
@@ -43,6 +44,7 @@ from irdet.errors import DataError
 
 __all__ = [
     "read_image",
+    "image_array",
     "image_size",
     "read_voc_xml",
     "read_mask",
@@ -110,6 +112,12 @@ def read_image(path) -> np.ndarray:
     img = _open(path)
     if img.width == 0 or img.height == 0:
         raise DataError(path, "image has zero size")
+    return image_array(img)
+
+
+def image_array(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as :func:`read_image` returns it: (H, W, 3) float32 in [0, 255]
+    (16-bit / 32-bit / float modes min-max stretched, gray replicated, alpha dropped)."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)

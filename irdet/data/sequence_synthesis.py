@@ -70,6 +70,10 @@ One sequence (all sizes in pixels, times in frames)
    clipped to [0, 255] and rounded to 8 bits (a target on a near-saturated sky may lose some
    contrast to clipping).
 
+Harder benchmark (off by default): log-uniform SNR, tracks built to cross the sky/non-sky
+border or a cloud edge, and static target-like distractors annotated apart from the targets
+(``"distractors"`` in the COCO file): :mod:`irdet.data.sequence_hardness`.
+
 Randomness: ``numpy.random.SeedSequence(seed).spawn(sequences + 1)``: child 0 draws the
 background pools, child ``k + 1`` everything of sequence ``k``; the same arguments give
 byte-identical files. Every file is written atomically (:mod:`irdet.data.io`).
@@ -91,6 +95,13 @@ import numpy as np
 from irdet.data.bagcp import gaussian_weights
 from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json
 from irdet.data.library_cache import cached_target_library
+from irdet.data.sequence_hardness import (
+    draw_crossing,
+    draw_snr,
+    hardness_params,
+    place_crossing_track,
+    place_distractors,
+)
 from irdet.data.target_library import TargetLibrary, area_resample, build_target_library
 from irdet.errors import ConfigError, DataError
 
@@ -306,6 +317,18 @@ def _appearance(lib: TargetLibrary, index: int, s: int, rng) -> tuple[np.ndarray
     return (shape / peak).astype(np.float32), f.copy(), params
 
 
+def _draw_appearance(rng, lib: TargetLibrary, lib_pool: list, target_size) -> tuple | None:
+    """A target appearance from the split's library entries (10 tries): ``(shape, footprint,
+    gaussian params, library index, nominal size)``, or None."""
+    for _ in range(10):
+        entry = int(lib_pool[rng.integers(len(lib_pool))])
+        s_px = int(rng.integers(target_size[0], target_size[1] + 1))
+        shape, foot, gparams = _appearance(lib, entry, s_px, rng)
+        if shape is not None:
+            return shape, foot, gparams, entry, s_px
+    return None
+
+
 def _ring_std(frame: np.ndarray, r: int, c: int, h: int, w: int, ring: tuple[int, int]) -> float:
     H, W = frame.shape
     ri, ro = ring
@@ -356,6 +379,24 @@ def _try_track(rng, shape_hw, sky: np.ndarray, win: np.ndarray, size, speed, acc
     return tops, lefts, params
 
 
+def _place_track(rng, kind: str, shape_hw, sky, background, win, size, speed, accel, taken, sep, hard, cache,
+                 crossings: dict) -> tuple:
+    """``(placed or None, kind)``: up to ``_PATH_TRIES`` trajectories of ``kind``; a crossing
+    that this window cannot give (no border / cloud edge reachable) falls back to an ordinary
+    track, counted in ``crossings["unavailable"]``."""
+    for _ in range(_PATH_TRIES):
+        placed = (_try_track(rng, shape_hw, sky, win, size, speed, accel, taken, sep) if kind == "none" else
+                  place_crossing_track(rng, kind, shape_hw, sky, background, win, size, speed, accel, taken, sep, hard,
+                                       cache))
+        if placed is not None:
+            return placed, kind
+    if kind == "none":
+        return None, kind
+    crossings["unavailable"] += 1
+    return _place_track(rng, "none", shape_hw, sky, background, win, size, speed, accel, taken, sep, hard, cache,
+                        crossings)
+
+
 # ---------------------------------------------------------------------- main
 def synthesize_sequences(
     backgrounds_root,
@@ -383,6 +424,11 @@ def synthesize_sequences(
     test_fraction: float = 0.0,
     remove_real_targets: bool = True,
     snr_bins: int = 9,
+    snr_distribution: str = "uniform",
+    cross_sky_border: float = 0.0,
+    cross_cloud_edge: float = 0.0,
+    distractors: int | Sequence[int] = (0, 0),
+    distractor_sky: float = 0.5,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -418,6 +464,14 @@ def synthesize_sequences(
             (0: no test split).
         remove_real_targets: refill the backgrounds' own annotated targets (recommended).
         snr_bins: number of equal-width SNR histogram bins over ``snr``.
+        snr_distribution: ``"uniform"`` or ``"log-uniform"`` SNR draw over ``snr``
+            (:mod:`irdet.data.sequence_hardness`, as the four switches below).
+        cross_sky_border: fraction of tracks built to cross the sky/non-sky border.
+        cross_cloud_edge: fraction of tracks built to cross a cloud edge (strong background
+            gradient in sky).
+        distractors: (min, max) static target-like distractors per sequence (0: none),
+            annotated in ``"distractors"`` of the COCO file, not as targets.
+        distractor_sky: fraction of distractors on sky (the others on buildings / ground).
         overwrite: allow a non-empty ``out_dir`` (files replaced).
         progress: tqdm progress bar.
 
@@ -428,8 +482,10 @@ def synthesize_sequences(
         (``edges``, ``counts`` over placed tracks), ``splits`` (per split: ``sequences``,
         ``frames``, ``boxes``, ``tracks``), ``backgrounds_used`` (sequence → image id),
         ``low_sky_sequences``, ``max_displacement`` (px/frame bound), ``library_size``,
-        ``params``, ``seconds``. Also written to ``out_dir/summary.json`` (without ``out_dir`` and
-        ``seconds``, so that the file depends on the arguments only).
+        ``distractors`` / ``distractors_refused`` / ``distractor_boxes`` (0 when off),
+        ``crossings`` (tracks per crossing kind), ``params``, ``seconds``. Also written to
+        ``out_dir/summary.json`` (without ``out_dir`` and ``seconds``, so that the file depends
+        on the arguments only).
 
     Raises:
         DataError: missing backgrounds / split / sky masks, unusable ``out_dir``.
@@ -460,6 +516,7 @@ def synthesize_sequences(
     targets = _pair("targets", targets, integer=True, lo=0)
     target_size = _pair("target_size", target_size, integer=True, lo=1)
     snr = _pair("snr", snr, lo=0.0)
+    hard = hardness_params(snr, snr_distribution, cross_sky_border, cross_cloud_edge, distractors, distractor_sky)
     speed = _pair("speed", speed, lo=0.0)
     pan = _pair("pan", pan, lo=0.0)
     noise = _pair("noise", noise, lo=0.0)
@@ -528,10 +585,12 @@ def synthesize_sequences(
         (out / sub).mkdir(parents=True, exist_ok=True)
 
     H, W = size
-    coco = {name: {"images": [], "annotations": [], "tracks": []} for name in SPLITS}
+    coco = {name: {"images": [], "annotations": [], "tracks": [], "distractors": [], "distractor_objects": []}
+            for name in SPLITS}
     seq_names = {name: [] for name in SPLITS}
     bg_used: dict[str, str] = {}
-    requested = refused = low_sky = 0
+    requested = refused = low_sky = d_refused = distractor_id = 0
+    crossings = {"none": 0, "sky_border": 0, "cloud_edge": 0, "unavailable": 0}
     snrs: list[float] = []
     image_id = ann_id = track_id = 0
     cache: dict[int, _Background] = {}
@@ -586,36 +645,45 @@ def synthesize_sequences(
         if sig_n > 0:
             base += rng.normal(0.0, sig_n, base.shape).astype(np.float32)
 
-        # tracks
+        # static distractors (off by default), then tracks
+        taken: list = []
+        lib_pool = lib_pools[split_out]
+        distractors_seq = []
+        if hard.has_distractors:
+            n_d = int(rng.integers(hard.distractors[0], hard.distractors[1] + 1))
+            distractors_seq, n_refused = place_distractors(
+                rng, n_d, lambda: _draw_appearance(rng, lib, lib_pool, target_size), sky, win, size, taken,
+                min_separation, max(0, ring[1] - min_separation), hard, snr, _PATH_TRIES)
+            d_refused += n_refused
+            for d in distractors_seq:
+                distractor_id += 1
+                d["distractor_id"] = distractor_id
+                coco[split_out]["distractor_objects"].append(
+                    {"distractor_id": distractor_id, "sequence": seq, **d["info"]})
         n_t = int(rng.integers(targets[0], targets[1] + 1))
         requested += n_t
         tracks = []
-        taken: list = []
-        lib_pool = lib_pools[split_out]
+        edge_cache: dict = {}
         for _ in range(n_t):
-            shape = None
-            for _ in range(10):
-                entry = int(lib_pool[rng.integers(len(lib_pool))])
-                s_px = int(rng.integers(target_size[0], target_size[1] + 1))
-                shape, foot, gparams = _appearance(lib, entry, s_px, rng)
-                if shape is not None:
-                    break
-            if shape is None:
+            app = _draw_appearance(rng, lib, lib_pool, target_size)
+            if app is None:
                 refused += 1
                 continue
+            shape, foot, gparams, entry, s_px = app
             h, w = shape.shape
-            placed = None
-            for _ in range(_PATH_TRIES):
-                placed = _try_track(rng, (h, w), sky, win, size, speed, accel, taken, min_separation)
-                if placed is not None:
-                    break
+            kind = draw_crossing(rng, hard)
+            placed, kind = _place_track(rng, kind, (h, w), sky, crops, win, size, speed, accel, taken, min_separation,
+                                        hard, edge_cache, crossings)
             if placed is None:
                 refused += 1
                 continue
             tops, lefts, mparams = placed
+            crossings[kind] += 1
+            if hard.crossing:
+                mparams.setdefault("crossing", "none")
             taken.append((tops, lefts, h, w))
             track_id += 1
-            t_snr = float(rng.uniform(*snr))
+            t_snr = draw_snr(rng, snr, hard.snr_distribution)
             snrs.append(t_snr)
             tracks.append({
                 "track_id": track_id, "tops": tops, "lefts": lefts, "shape": shape, "foot": foot, "snr": t_snr,
@@ -631,18 +699,25 @@ def synthesize_sequences(
             mask = np.zeros((H, W), np.uint8)
             image_id += 1
             fname = f"{seq}/{f}.png"
-            for tr in tracks:
+            for tr in tracks + distractors_seq:  # distractors are drawn exactly as targets, annotated apart
                 r, c = int(tr["tops"][f]), int(tr["lefts"][f])
                 h, w = tr["shape"].shape
                 sigma = max(_ring_std(base[f], r, c, h, w, ring), 1.0)
                 frame[r : r + h, c : c + w] += tr["shape"] * (tr["snr"] * sigma)
+                bbox = [float(c), float(r), float(w), float(h)]
+                if "distractor_id" in tr:
+                    coco[split_out]["distractors"].append({
+                        "id": len(coco[split_out]["distractors"]) + 1, "image_id": image_id, "bbox": bbox,
+                        "distractor_id": tr["distractor_id"], "snr": round(tr["snr"], 4),
+                        "on_sky": tr["info"]["on_sky"]})
+                    continue
                 mask[r : r + h, c : c + w][tr["foot"]] = 255
                 ann_id += 1
-                coco[split_out]["annotations"].append({
-                    "id": ann_id, "image_id": image_id, "category_id": CATEGORY["id"],
-                    "bbox": [float(c), float(r), float(w), float(h)], "area": float(w * h), "iscrowd": 0,
-                    "track_id": tr["track_id"], "snr": round(tr["snr"], 4),
-                })
+                ann = {"id": ann_id, "image_id": image_id, "category_id": CATEGORY["id"], "bbox": bbox,
+                       "area": float(w * h), "iscrowd": 0, "track_id": tr["track_id"], "snr": round(tr["snr"], 4)}
+                if hard.crossing:
+                    ann["sky_fraction"] = round(float(sky[f, r : r + h, c : c + w].mean()), 4)
+                coco[split_out]["annotations"].append(ann)
             coco[split_out]["images"].append({
                 "id": image_id, "file_name": fname, "height": H, "width": W, "sequence": seq, "frame": f,
             })
@@ -656,7 +731,7 @@ def synthesize_sequences(
         "speed": list(speed), "accel": accel, "pan": list(pan), "jitter": jitter, "noise": list(noise),
         "column_noise": list(column_noise), "ring": list(ring), "min_sky": float(min_sky),
         "min_separation": min_separation, "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-        "remove_real_targets": bool(remove_real_targets),
+        "remove_real_targets": bool(remove_real_targets), **hard.as_params(),
     }
     split_counts = {}
     for name in SPLITS:
@@ -670,6 +745,9 @@ def synthesize_sequences(
             "categories": [dict(CATEGORY)],
             "tracks": coco[name]["tracks"],
         }
+        if hard.has_distractors:  # static distractors: annotated apart, never targets
+            doc["distractors"] = coco[name]["distractors"]
+            doc["distractor_objects"] = coco[name]["distractor_objects"]
         atomic_write_json(out / "annotations" / f"{name}.json", doc, indent=None)
         atomic_write_bytes(out / "splits" / f"{name}.txt", "".join(f"{q}\n" for q in seq_names[name]).encode())
         split_counts[name] = {
@@ -678,6 +756,9 @@ def synthesize_sequences(
             "boxes": len(coco[name]["annotations"]),
             "tracks": len(coco[name]["tracks"]),
         }
+        if hard.has_distractors:
+            split_counts[name]["distractors"] = len(coco[name]["distractor_objects"])
+            split_counts[name]["distractor_boxes"] = len(coco[name]["distractors"])
     edges = np.linspace(snr[0], snr[1], int(snr_bins) + 1) if snr[1] > snr[0] else np.array([snr[0], snr[0] + 1e-9])
     counts = np.histogram(np.asarray(snrs, float), bins=edges)[0] if snrs else np.zeros(len(edges) - 1, int)
     summary = {
@@ -701,6 +782,10 @@ def synthesize_sequences(
         "low_sky_sequences": low_sky,
         "max_displacement": speed[1] + accel * max(frames - 1, 0) + pan[1] + 2 * math.sqrt(2) * jitter + math.sqrt(2),
         "library_size": len(lib),
+        "distractors": distractor_id,
+        "distractors_refused": d_refused,
+        "distractor_boxes": sum(len(c["distractors"]) for c in coco.values()),
+        "crossings": crossings,
         "params": params,
     }
     atomic_write_json(out / "summary.json", {k: v for k, v in summary.items() if k != "out_dir"})
@@ -734,6 +819,14 @@ def print_summary(summary: dict) -> str:
             f"  split {name:<6} {c['sequences']} sequences, {c['frames']} frames, {c['tracks']} tracks, "
             f"{c['boxes']} boxes"
         )
+    crossed = {k: v for k, v in summary.get("crossings", {}).items() if k in ("sky_border", "cloud_edge") and v}
+    if crossed or summary.get("crossings", {}).get("unavailable"):
+        kinds = ", ".join(f"{v} tracks across a {k.replace('_', ' ')}" for k, v in crossed.items())
+        lines.append(f"  crossings:    {kinds} ({summary['crossings']['unavailable']} ordinary where the window had none)")
+    if summary.get("distractors") or summary.get("distractors_refused"):
+        lines.append(f"  distractors:  {summary['distractors']} static distractors placed, "
+                     f"{summary['distractors_refused']} refused; {summary['distractor_boxes']} boxes "
+                     f"(annotated apart from the targets)")
     if summary.get("low_sky_sequences"):
         lines.append(f"  note:         {summary['low_sky_sequences']} sequence(s) with less sky than min_sky")
     lines.append("  SNR histogram (tracks):")

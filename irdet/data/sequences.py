@@ -602,7 +602,8 @@ class SequenceDataset(Dataset):
     @property
     def coco_dict(self) -> dict:
         """COCO dict restricted to the current frames (images, their annotations incl. crowd,
-        categories); ``height``/``width`` filled from the file headers where the JSON lacks them."""
+        categories, and ``distractors`` when the file has them); ``height``/``width`` filled from
+        the file headers where the JSON lacks them."""
         keep = {self._frames[i]["coco_id"]: i for i in self._items}
         images = []
         for im in self._data["images"]:
@@ -619,7 +620,10 @@ class SequenceDataset(Dataset):
                 a.setdefault("area", float(a["bbox"][2]) * float(a["bbox"][3]))
                 a.setdefault("iscrowd", 0)
                 anns[k] = a
-        return {"images": images, "annotations": anns, "categories": self.categories}
+        out = {"images": images, "annotations": anns, "categories": self.categories}
+        if "distractors" in self._data:  # static distractors of irdet synthetic sets (not targets)
+            out["distractors"] = [a for a in self._data["distractors"] or [] if a.get("image_id") in keep]
+        return out
 
     @property
     def coco(self):

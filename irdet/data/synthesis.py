@@ -15,18 +15,19 @@ dataset in the official DenseSIRST layout::
     out_dir/synthesis_summary.json               the summary returned
 
 VOC numbering is the inverse of :func:`irdet.data.io.read_voc_xml`: a pixel-edge box
-``(x1, y1, x2, y2)`` is written ``xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2`` with
-the present reader (the offsets are read off the reader itself, so the writer stays its
-inverse if that convention changes). Original boxes round-trip exactly and the output
+``(x1, y1, x2, y2)`` is written ``xmin = x1, ymin = y1, xmax = x2, ymax = y2`` with the
+present reader, which reads the xml's numbers as written (the offsets are read off the
+reader itself, so the writer stays its inverse if that convention changes). Original boxes round-trip exactly and the output
 loads with ``DenseSIRST(out_dir, split, sky_mask="palette", target_mask="binary", points=True)``.
 
 Box style: the pasted boxes follow the **source's annotation style** (``box_margin="auto"``):
 the margin between the boxes as read and the bounding boxes of their mask pixels is
 measured on the source (the most common (left, top, right, bottom) over up to 20 images)
 and added to the pasted boxes (:class:`~irdet.data.bagcp.BAGCP` ``box_margin``). On
-DenseSIRST read with the present io convention that margin is ``(1, 1, 0, 0)`` (13,634 of
-13,655 boxes), so a pasted target is written exactly like an original one
-(``xmin`` = its first mask column, 0-based). Without source masks the margin is 0.
+DenseSIRST read with the present io convention that margin is ``(0, 0, 0, 0)`` (boxes tight
+around their masks for 13,634 of 13,655 boxes), so a pasted target is written exactly like
+an original one (``xmin`` = its first mask column, 0-based). Without source masks the
+margin is 0.
 
 Source requirements: the DenseSIRST layout with ``SkySeg/PaletteMask``; ``SIRST/BinaryMask``
 and ``SIRST/Point_label`` are optional (without masks, the original targets' masks are their
@@ -66,7 +67,8 @@ GREY_MODES = ("L", "1", "LA", "I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 @functools.lru_cache(maxsize=1)
 def voc_offsets() -> tuple[float, float]:
     """(a, b) such that :func:`irdet.data.io.read_voc_xml` reads ``xmin``/``xmax`` as
-    ``x1 = xmin - a`` and ``x2 = xmax - b`` (today (1, 0)); probed on a temporary file."""
+    ``x1 = xmin - a`` and ``x2 = xmax - b`` (today (0, 0): the numbers as written); probed on a
+    temporary file."""
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "probe.xml"
         p.write_text(
@@ -79,7 +81,7 @@ def voc_offsets() -> tuple[float, float]:
 
 def write_voc_xml(path, image_id: str, size: tuple[int, int], depth: int, boxes: np.ndarray) -> None:
     """Write pixel-edge boxes as a DenseSIRST/Pascal-VOC xml, the inverse of
-    :func:`irdet.data.io.read_voc_xml` (today ``xmin = x1 + 1``, ``xmax = x2``; see :func:`voc_offsets`).
+    :func:`irdet.data.io.read_voc_xml` (today ``xmin = x1``, ``xmax = x2``; see :func:`voc_offsets`).
 
     Args:
         path: output xml.

@@ -37,11 +37,12 @@ Geometry and size handling
   empty after clipping (e.g. a box lying on the image's outer edge) is skipped and counted
   (``meta["skipped_empty"]``).
 * The patch is **cropped to the bounding box of the mask pixels inside the box**. On
-  DenseSIRST the xml boxes, read with the io convention ``x1 = xmin − 1``, are one pixel
-  larger than their masks: on the top and left sides for 13,634 of the 13,655 boxes, on the
-  bottom and right for the other 21 (measured on all 1,024 images); cropping makes the
-  library tight whatever the box convention. A box with no mask pixel keeps its
-  whole area with ``M ≡ 1`` (counted in ``meta["mask_fallback"]``).
+  DenseSIRST the xml boxes, read as written (``x1 = xmin``, ``x2 = xmax``,
+  :mod:`irdet.data.io`), are already tight around their masks for 13,634 of the 13,655
+  boxes; the other 21 are one pixel larger than their masks on the right and bottom sides
+  (measured on all 1,024 images); cropping makes the library tight whatever the box
+  convention. A box with no mask pixel keeps its whole area with ``M ≡ 1`` (counted in
+  ``meta["mask_fallback"]``).
 * Boxes touching the image border are kept; only their background ring is truncated (the
   available sides are used).
 * 1-px boxes are kept as 1×1 entries (they paste as 1×1 targets; Eq. 2 is finite for them,

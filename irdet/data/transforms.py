@@ -5,8 +5,9 @@ geometric step moves image, boxes, masks and points together.
 
 Train (SPEC §4): resize to 512×512 (stretch, as the reference config) → BAG-CP (optional,
 :mod:`irdet.data.bagcp`) → horizontal flip p 0.5 → optional target-aware crop (CPU budget
-configs, irdet extension) → drop boxes that left the image → pad bottom/right to a
-multiple of 32 (image 0, sky mask 255 = ignore, target mask 0).
+configs, irdet extension) → clamp boxes to the image, grow boxes under 1 px to 1 px
+(:class:`KeepTinyBoxes`) and drop only the boxes that left the image → pad bottom/right to
+a multiple of 32 (image 0, sky mask 255 = ignore, target mask 0).
 Test: resize (+ pad, a no-op at 512×512); the detector maps predictions back to the
 original image (:meth:`irdet.models.heads.fcos.FCOSHead.predict`).
 """
@@ -24,6 +25,8 @@ from torchvision.transforms import v2
 __all__ = [
     "PadToMultiple",
     "TargetAwareCrop",
+    "KeepTinyBoxes",
+    "TINY_BOX_CHOICES",
     "build_train_transforms",
     "build_test_transforms",
     "collate",
@@ -31,6 +34,10 @@ __all__ = [
 
 #: Fill value of padded sky-mask pixels: ignored by the segmentation loss.
 IGNORE_INDEX = 255
+
+#: ``data.tiny_boxes``: ``keep`` (boxes under 1 px grown to 1 px, :class:`KeepTinyBoxes`) or
+#: ``drop`` (irdet before: ``SanitizeBoundingBoxes(min_size=1)`` removed them).
+TINY_BOX_CHOICES = ("keep", "drop")
 
 
 class PadToMultiple:
@@ -75,7 +82,8 @@ class TargetAwareCrop:
     probability ``p_target`` (and if the image has boxes) the crop window is placed so that
     the centre of a randomly chosen box lies inside it at a uniform random offset;
     otherwise the window is uniform over the image. Boxes cut by the window are clipped
-    and those left empty are dropped by the ``SanitizeBoundingBoxes`` that follows.
+    by the ``ClampBoundingBoxes`` that follows, and those with no part left in the window are
+    dropped by its ``SanitizeBoundingBoxes`` (see :class:`KeepTinyBoxes`).
     Works on image samples (``image``) and clip samples (``video``, (T, C, H, W): every frame
     gets the same window).
 
@@ -127,6 +135,59 @@ class TargetAwareCrop:
         return out
 
 
+class KeepTinyBoxes:
+    """Grow every box side shorter than 1 px to the 1-px pixel cell holding the box centre.
+
+    After the 512×512 resize 121 of the 10,201 ``trainval_v2`` boxes are under 1 px wide or
+    high (a 2-px target of a 1918×1080 image becomes 0.53 px wide); torchvision's
+    ``SanitizeBoundingBoxes(min_size=1)`` would drop them, so their targets became background
+    in training while staying in the test ground truth. The reference (MMDetection, dataset
+    ``filter_cfg bbox_min_size=0``) keeps them; irdet keeps them too, at a valid size: a side
+    ``x2 − x1 < 1`` becomes ``[floor(c), floor(c) + 1)`` with ``c = (x1 + x2) / 2`` its centre
+    (clipped to the image: column ``0 .. W − 1``), rows alike; longer sides are unchanged.
+    So the box covers the pixel its target's centre falls in, widths and heights are exactly
+    1.0 (integer edges) and the ``SanitizeBoundingBoxes`` that follows never drops it.
+
+    Boxes with no extent left (``x2 − x1 <= 1e-3`` px or ``y2 − y1 <= 1e-3`` px after
+    ``ClampBoundingBoxes``: a box the crop window cut away, lying on the window's border) are
+    left as they are, so the sanitizer still drops them: a box is dropped only when no part of
+    it lies in the image.
+
+    Input / output: the sample dict; ``boxes`` ``tv_tensors.BoundingBoxes`` (N, 4) in any
+    format, pixel-edge coordinates, clamped to ``canvas_size`` (H, W) beforehand. Other keys
+    pass through; a sample without ``boxes`` is returned unchanged.
+
+    Source: reference code (boxes kept whatever their size); the 1-px cell is irdet's choice
+    of a valid size.
+    """
+
+    #: extent in pixels at or below which a clamped box counts as cut away
+    EMPTY_EXTENT = 1e-3
+
+    def __call__(self, sample: dict) -> dict:
+        boxes = sample.get("boxes")
+        if boxes is None or len(boxes) == 0:
+            return sample
+        fmt = boxes.format
+        xyxy = v2.functional.convert_bounding_box_format(boxes, new_format=tv_tensors.BoundingBoxFormat.XYXY)
+        t = xyxy.as_subclass(torch.Tensor).clone()
+        h, w = boxes.canvas_size
+        changed = False
+        for lo, hi, size in ((0, 2, w), (1, 3, h)):
+            ext = t[:, hi] - t[:, lo]
+            tiny = (ext < 1.0) & (ext > self.EMPTY_EXTENT)
+            if tiny.any():
+                cell = torch.floor((t[tiny, lo] + t[tiny, hi]) / 2).clamp_(0, size - 1)
+                t[tiny, lo], t[tiny, hi] = cell, cell + 1
+                changed = True
+        if not changed:
+            return sample
+        out = tv_tensors.wrap(t, like=xyxy)
+        if fmt != tv_tensors.BoundingBoxFormat.XYXY:
+            out = v2.functional.convert_bounding_box_format(out, new_format=fmt)
+        return {**sample, "boxes": out}
+
+
 class _IfPresent:
     """Apply ``transform`` only when ``key`` is in the sample (v2 sanitizers demand their type)."""
 
@@ -155,6 +216,7 @@ def build_train_transforms(
     crop_p_target: float = 0.9,
     crop_on: str = "all",
     pad_divisor: int = 32,
+    tiny_boxes: str = "keep",
 ) -> v2.Compose:
     """Training pipeline (SPEC §4; crop is an irdet extension for CPU budgets).
 
@@ -169,14 +231,26 @@ def build_train_transforms(
         crop_p_target: probability of a target-centred crop.
         crop_on: boxes a crop may centre on, ``"all"`` or ``"gt"`` (see :class:`TargetAwareCrop`).
         pad_divisor: pad H, W up to a multiple of this.
+        tiny_boxes: ``"keep"`` (default, as the reference): boxes under 1 px after the resize
+            (or cut by the crop) are grown to 1 px (:class:`KeepTinyBoxes`), only boxes with no
+            part left in the image are dropped; ``"drop"``: every box under 1 px wide or high,
+            or under 1 px² in area, is dropped (irdet before, ``SanitizeBoundingBoxes(min_size=1)``).
+
+    Raises:
+        ValueError: unknown ``tiny_boxes``.
     """
+    if tiny_boxes not in TINY_BOX_CHOICES:
+        raise ValueError(f"tiny_boxes (config data.tiny_boxes) must be one of {TINY_BOX_CHOICES}, got {tiny_boxes!r}")
     steps: list = [_resize(img_size, keep_ratio)]
     if bagcp is not None:
         steps.append(bagcp)
     steps.append(v2.RandomHorizontalFlip(p=flip_prob))
     if crop:
         steps.append(TargetAwareCrop(crop, crop_p_target, crop_on))
-    steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1),
+    steps.append(v2.ClampBoundingBoxes())
+    if tiny_boxes == "keep":
+        steps.append(KeepTinyBoxes())
+    steps += [v2.SanitizeBoundingBoxes(min_size=1),
               _IfPresent("points", v2.SanitizeKeyPoints())]
     steps.append(PadToMultiple(pad_divisor))
     return v2.Compose(steps)

@@ -39,12 +39,18 @@ from irdet.models.detector import BAFE_KEYS
 __all__ = ["table_rows", "config_key", "run_row", "ablate", "format_markdown"]
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_weight"))
+EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_weight", "reference_blocks"))
 _IGNORED = (("name",), ("description",), ("paper",), ("train", "threads"), ("data", "num_workers"), ("data", "root"))
 # settings added after runs were measured: hashed only when set away from this default, so
 # the keys (and finished runs) of every earlier row stay valid
-_LATER_DEFAULTS = {("data", "crop_on"): "all",
-                   ("eval", "tile"): None, ("eval", "tile_overlap"): 32, ("eval", "tile_batch"): 4}
+_LATER_DEFAULTS = {("data", "crop_on"): "all", ("model", "head", "reference_blocks"): False,
+                   ("eval", "tile"): None, ("eval", "tile_overlap"): 32, ("eval", "tile_batch"): 4,
+                   ("data", "bagcp", "variant"): "paper",
+                   # a changed default: runs measured before it dropped boxes under 1 px, so their keys are
+                   # those of tiny_boxes=drop, and rows at today's default (keep) get new keys and run again
+                   ("data", "tiny_boxes"): "drop"}
+#: keys a sequence (multi-frame) run does not read: never hashed for it
+_SEQUENCE_UNUSED = (("data", "tiny_boxes"),)
 
 
 def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:
@@ -68,7 +74,8 @@ def config_key(cfg: dict) -> str:
     an FCOS head, the exchange keys without exchange), so equal experiments get equal keys.
     """
     c = copy.deepcopy(cfg)
-    ignored = _IGNORED if config_task(c) != "sequence" else tuple(p for p in _IGNORED if p != ("data", "root"))
+    ignored = (_IGNORED if config_task(c) != "sequence"
+               else tuple(p for p in _IGNORED if p != ("data", "root")) + _SEQUENCE_UNUSED)
     for path in ignored + tuple(p for p, v in _LATER_DEFAULTS.items() if _get(c, p) == v):
         node = c
         for part in path[:-1]:

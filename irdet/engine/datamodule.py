@@ -36,7 +36,7 @@ def build_bagcp_transform(cfg: dict, root: Path):
         library = TargetLibrary.load(lib_path)
     else:
         library = cached_target_library(root, split, progress=True)
-    return build_bagcp(bcfg, library)
+    return build_bagcp(bcfg, library, img_size=cfg["data"]["img_size"], keep_ratio=cfg["data"]["keep_ratio"])
 
 
 def test_transforms_from_cfg(cfg: dict):
@@ -101,7 +101,7 @@ class DenseSIRSTDataModule(L.LightningDataModule):
                 d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
                 bagcp=build_bagcp_transform(self.cfg, self.root),
                 crop=d["crop"], crop_p_target=d["crop_p_target"], crop_on=d["crop_on"],
-                pad_divisor=d["pad_divisor"],
+                pad_divisor=d["pad_divisor"], tiny_boxes=d.get("tiny_boxes", "keep"),
             )
             base = DenseSIRST(self.root, d["train_split"], sky_mask=sky, transforms=train_tf)
             self.train_set = ConcatDataset([base] * max(1, int(d["repeat"])))

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from irdet.config import config_task
-from irdet.data.densesirst import DenseSIRST, ImageFolder, resolve_data_root
-from irdet.data.io import atomic_save_image, atomic_write_bytes, atomic_write_json, read_image
+from irdet.data.densesirst import DenseSIRST, resolve_data_root
+from irdet.data.io import atomic_write_bytes, atomic_write_json
 from irdet.data.transforms import collate
 from irdet.engine.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_resume_weights, read_checkpoint_file,
                                       read_resume_checkpoint, remove_stale_temp_files)
@@ -30,7 +30,6 @@ from irdet.engine.selection import check_selection
 from irdet.errors import ConfigError, DataError
 from irdet.metrics import dets_to_results, evaluate, load_results, save_results, write_report
 from irdet.models.tiling import check_tile_options, tile_options
-from irdet.visualize import overlay
 
 __all__ = ["train", "load_checkpoint", "predict", "evaluate_checkpoint", "evaluate_predictions", "detect",
            "prepare_detect_out", "DETECT_OUTPUTS", "package"]
@@ -213,12 +212,14 @@ def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
 
     Args:
         path: a Lightning training checkpoint (``.ckpt``), a packaged weights file (``.pt``,
-            :func:`irdet.engine.zoo.load_weights`), or None for the shipped default model
-            (:data:`irdet.engine.zoo.DEFAULT_MODEL`).
+            :func:`irdet.engine.zoo.load_weights`), an ``irdet export`` ONNX file (``.onnx``:
+            an ONNX Runtime module, :func:`irdet.deploy.runtime.load_onnx`), or None for the
+            shipped default model (:data:`irdet.engine.zoo.DEFAULT_MODEL`).
 
     Raises:
-        DataError: missing file, or not an irdet checkpoint / weights file; None when this
-            irdet ships no default model.
+        DataError: missing file, or not an irdet checkpoint / weights / ONNX file; None when
+            this irdet ships no default model.
+        IrdetError: an ``.onnx`` file without the ``export`` extra installed.
     """
     if path is None:
         path = zoo.weights_path()
@@ -226,6 +227,10 @@ def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
             raise DataError(path, "this irdet has no shipped default model yet: give a checkpoint "
                                   "(irdet train ... then RUN/checkpoints/last.ckpt)")
     path = Path(path)
+    if path.suffix == ".onnx":
+        from irdet.deploy.runtime import load_onnx
+
+        return load_onnx(path)
     if zoo.is_weights_file(path):
         return zoo.load_weights(path)
     if not path.is_file():
@@ -239,6 +244,54 @@ def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
         raise DataError(path, f"not a readable irdet checkpoint ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     module.eval()
     return module
+
+
+#: inference backends of ``irdet evaluate`` / ``irdet detect`` / :func:`irdet.load`
+BACKENDS = ("pytorch", "onnxruntime")
+
+#: the public name of :func:`_set_tiling`
+set_tiling = _set_tiling
+
+
+def load_model(path: str | Path | None = None, backend: str | None = None):
+    """:func:`load_checkpoint`, on the inference ``backend``.
+
+    Args:
+        backend: None (by the file: ``onnxruntime`` for ``.onnx``, else ``pytorch``),
+            ``"pytorch"``, or ``"onnxruntime"``: a checkpoint / weights file is then exported to
+            ONNX in memory (dynamic H/W) and run by ONNX Runtime
+            (:func:`irdet.deploy.runtime.onnx_module`; irdet extension).
+
+    Raises:
+        ConfigError: unknown backend; ``pytorch`` asked of an ``.onnx`` file.
+        DataError / IrdetError: as :func:`load_checkpoint`; the export extra missing.
+    """
+    if backend not in (None, *BACKENDS):
+        raise ConfigError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+    module = load_checkpoint(path)
+    current = getattr(module, "backend", "pytorch")
+    if backend in (None, current):
+        return module
+    if current == "onnxruntime":
+        raise ConfigError(f"{path}: an ONNX model runs with the onnxruntime backend only")
+    from irdet.deploy.runtime import onnx_module
+
+    return onnx_module(module)
+
+
+def inference_precision(module, precision: str | None = None) -> str:
+    """The precision to run ``module`` in: ``precision``, else its config's ``train.precision``;
+    ``32-true`` for ONNX Runtime modules, whose precision was fixed at export.
+
+    Raises:
+        ConfigError: a precision other than ``32-true`` asked of an ONNX Runtime module.
+    """
+    if getattr(module, "backend", "pytorch") != "pytorch":
+        if precision not in (None, "32", "32-true"):
+            raise ConfigError(f"--precision {precision}: an ONNX model runs in the precision it was exported in "
+                              f"(float32, or float16 with irdet export --half)")
+        return "32-true"
+    return precision or _checkpoint_precision(module.config)
 
 
 def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: str = "auto", num_workers: int = 2,
@@ -258,18 +311,26 @@ def predict(module: DetectorModule, dataset, batch_size: int = 2, accelerator: s
     return [item for batch in batches for item in batch]
 
 
-def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr: float) -> dict:
+def _report(gts_edges: dict, sizes: dict, dets: dict, out: Path, pdfa_score_thr: float, root=None) -> dict:
+    """Metrics (false alarms split by background with the ``SkySeg`` masks of ``root``, a note
+    when it has none) written to ``out``."""
+    from irdet.metrics.background import SkyMasks
+
     gts = {i: b for i, b in gts_edges.items()}
-    metrics = evaluate(gts, dets, sizes, pdfa_score_thr=pdfa_score_thr)
+    sky = None if root is None else SkyMasks(root, gts)
+    metrics = evaluate(gts, dets, sizes, pdfa_score_thr=pdfa_score_thr, sky_masks=sky)
     write_report(out, metrics)
     return metrics
 
 
 def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
                         accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2,
-                        precision: str | None = None, tile=None, tile_overlap: int | None = None) -> dict:
+                        precision: str | None = None, tile=None, tile_overlap: int | None = None,
+                        backend: str | None = None) -> dict:
     """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
-    ``pr_curve.png`` in ``out`` and returns the metrics dict.
+    ``pr_curve.png`` in ``out`` and returns the metrics dict. The false alarms are also split
+    by background with the root's ``SkySeg`` masks (:mod:`irdet.metrics.background`; a note
+    in place of the split when an image has no mask).
 
     A ``task: sequence`` checkpoint is evaluated by :func:`irdet.engine.sequence.evaluate_module`
     (SSTNet protocol; ``split`` None = its ``data.test_split``, ``data`` None = its training root).
@@ -277,11 +338,13 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None =
     :func:`irdet.engine.precision.resolve_precision`). ``tile`` (h, w) / ``tile_overlap`` (pixels
     of the network input) override the checkpoint config's ``eval.tile`` / ``eval.tile_overlap``:
     tiled inference, :mod:`irdet.models.tiling` (irdet extension; ConfigError for bad values).
+    ``backend``: :func:`load_model` (``onnxruntime``: the same data, decoding and metrics, the
+    network run by ONNX Runtime; an ``.onnx`` checkpoint implies it).
     """
-    module = load_checkpoint(checkpoint)
+    module = load_model(checkpoint, backend)
     _set_tiling(module, tile, tile_overlap)
     cfg = module.config
-    precision = precision or _checkpoint_precision(cfg)
+    precision = inference_precision(module, precision)
     if config_task(cfg) == "sequence":
         from irdet.engine.sequence import evaluate_module
 
@@ -297,7 +360,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None =
         raise RuntimeError(f"{len(missing)} images of {split} got no prediction pass: {sorted(missing)[:5]}")
     out = Path(out)
     save_results(out / "predictions.json", dets_to_results(dets))
-    return _report(gts, sizes, dets, out, cfg["eval"]["pdfa_score_thr"])
+    return _report(gts, sizes, dets, out, cfg["eval"]["pdfa_score_thr"], root)
 
 
 def package(checkpoint, out, data: str | None = None, split: str | None = "test_v2", accelerator: str = "auto",
@@ -316,6 +379,8 @@ def package(checkpoint, out, data: str | None = None, split: str | None = "test_
     Raises:
         DataError: unreadable checkpoint, a file over the size limit, bad data.
     """
+    if Path(checkpoint).suffix == ".onnx":
+        raise DataError(checkpoint, "an ONNX model cannot be packaged: package its training checkpoint")
     module = load_checkpoint(checkpoint)
     out = zoo.write_weights(module, out, source=Path(checkpoint).name)
     metrics: dict = {}
@@ -330,7 +395,8 @@ def package(checkpoint, out, data: str | None = None, split: str | None = "test_
 
 def evaluate_predictions(predictions, data: str | None = None, split: str | None = "test_v2", out: str | Path = "eval",
                          pdfa_score_thr: float = 0.5, ann=None) -> dict:
-    """Evaluate a COCO-style results file (any method's predictions) on a split.
+    """Evaluate a COCO-style results file (any method's predictions) on a split (false alarms
+    also split by background, as :func:`evaluate_checkpoint`).
 
     With ``ann`` (a COCO annotation file of a sequence split), the file is evaluated with the
     moving-target protocol instead (:func:`irdet.engine.sequence.evaluate_predictions`).
@@ -350,18 +416,18 @@ def evaluate_predictions(predictions, data: str | None = None, split: str | None
     if unknown:
         raise DataError(predictions, f"{len(unknown)} image ids are not in split {split}: {', '.join(unknown[:5])}")
     gts, sizes = dataset.ground_truth()
-    return _report(gts, sizes, dets, Path(out), pdfa_score_thr)
+    return _report(gts, sizes, dets, Path(out), pdfa_score_thr, dataset.root)
 
 
 #: what ``irdet detect`` writes in its out folder (``--overwrite`` clears these first)
-DETECT_OUTPUTS = ("detections.json", "summary.json", "overlays", "frames")
+DETECT_OUTPUTS = ("detections.json", "summary.json", "overlays", "frames", "tracks.json")
 
 
 def prepare_detect_out(out, overwrite: bool = False) -> Path:
     """Make ``out`` ready for :func:`detect`: refuse a non-empty folder unless ``overwrite``.
 
     With ``overwrite``, :data:`DETECT_OUTPUTS` (``detections.json``, ``summary.json``,
-    ``overlays/``, ``frames/``) are deleted first, so no overlay of an earlier run survives;
+    ``overlays/``, ``frames/``, ``tracks.json``) are deleted first, so no overlay of an earlier run survives;
     other files stay (an annotated video is replaced by name when written).
 
     Returns:
@@ -393,7 +459,7 @@ def prepare_detect_out(out, overwrite: bool = False) -> Path:
 
 def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
            batch_size: int = 1, num_workers: int = 2, precision: str | None = None, overwrite: bool = False,
-           tile=None, tile_overlap: int | None = None, **sequence_options) -> Path:
+           tile=None, tile_overlap: int | None = None, backend: str | None = None, **sequence_options) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode).
 
     Writes ``out/detections.json`` (results format, all kept detections, the xml's numbers),
@@ -405,7 +471,8 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
     ``skipped`` and the others are still processed (irdet extension). ``out`` must be empty
     unless ``overwrite`` (:func:`prepare_detect_out`). A ``task: sequence`` checkpoint takes
     one frame folder or video file instead (:func:`irdet.engine.sequence.detect_module`;
-    ``sequence_options``: ``fps``, ``save_frames``; no skipping there).
+    ``sequence_options``: ``fps``, ``save_frames``, ``track``, ``track_radius``; no skipping
+    there; ``track`` with a single-frame checkpoint is a ConfigError).
 
     Args:
         precision: Lightning precision string; None = the checkpoint config's
@@ -413,6 +480,11 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
         tile, tile_overlap: (h, w) and pixels of the network input, over the checkpoint
             config's ``eval.tile`` / ``eval.tile_overlap``: tiled inference
             (:mod:`irdet.models.tiling`, irdet extension; single-frame checkpoints only).
+        backend: :func:`load_model` (``onnxruntime``: the network run by ONNX Runtime; an
+            ``.onnx`` checkpoint implies it).
+
+    Single-frame checkpoints run through the Python API (:meth:`irdet.api.Model.predict`,
+    ``errors="skip"``), so a script gets the same detections as this command.
 
     Returns:
         the path of ``detections.json``.
@@ -421,29 +493,28 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
         DataError: unreadable checkpoint, a missing input, inputs without any image file.
         ConfigError: ``out`` not empty and ``overwrite`` False; bad tile options.
     """
-    module = load_checkpoint(checkpoint)
+    module = load_model(checkpoint, backend)
     _set_tiling(module, tile, tile_overlap)
-    precision = precision or _checkpoint_precision(module.config)
+    precision = inference_precision(module, precision)
     if config_task(module.config) == "sequence":
         from irdet.engine.sequence import detect_module
 
         out = prepare_detect_out(out, overwrite)
         return detect_module(module, inputs, out, score_thr, accelerator, precision=precision, **sequence_options)
-    dataset = ImageFolder(inputs, transforms=test_transforms_from_cfg(module.config))
+    if sequence_options.get("track"):
+        raise ConfigError("--track links detections across the frames of a video or frame folder: it needs a "
+                          "sequence (task: sequence) checkpoint")
+    from irdet.api import Model
+
+    model = Model(module, accelerator, precision)
+    dataset = model.open_inputs(inputs)  # missing inputs are refused before --out is touched
     out = prepare_detect_out(out, overwrite)
-    preds = predict(module, dataset, batch_size, accelerator, num_workers, collate_fn=ImageFolder.collate,
-                    precision=precision)
-    done = [p for p in preds if "skipped" not in p]
-    skipped = [{"path": str(path), "reason": why} for path, why in dataset.skipped]
-    skipped += [{"path": p["path"], "reason": p["skipped"]} for p in preds if "skipped" in p]
-    dets = {p["image_id"]: (p["boxes"], p["scores"]) for p in done}
-    save_results(out / "detections.json", dets_to_results(dets))
+    results = model.predict(dataset, batch_size=batch_size, num_workers=num_workers, errors="skip", progress=True)
+    save_results(out / "detections.json", results.to_results())
     images = []
-    for p in tqdm(done, desc="overlays", unit="img"):
-        keep = p["scores"] >= score_thr
-        img = overlay(read_image(p["path"]), p["boxes"][keep], p.get("sky_prob"))
-        overlay_path = Path("overlays") / f"{p['image_id']}.png"
-        atomic_save_image(out / overlay_path, img)
-        images.append({"image_id": p["image_id"], "path": p["path"], "overlay": overlay_path.as_posix()})
-    atomic_write_json(out / "summary.json", {"images": images, "skipped": skipped})
+    for r in tqdm(results, desc="overlays", unit="img"):
+        overlay_path = Path("overlays") / f"{r.image_id}.png"
+        r.save(out / overlay_path, score_thr)
+        images.append({"image_id": r.image_id, "path": r.path, "overlay": overlay_path.as_posix()})
+    atomic_write_json(out / "summary.json", {"images": images, "skipped": results.skipped})
     return out / "detections.json"

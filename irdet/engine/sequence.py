@@ -42,6 +42,7 @@ from irdet.engine.module import DetectorModule, gather_predictions
 from irdet.engine.precision import autocast_context, resolve_precision
 from irdet.errors import DataError, IrdetError
 from irdet.metrics.coco import coco_evaluate, dets_to_coco_results, load_coco, write_coco_report
+from irdet.metrics.synthetic import synthetic_metrics
 from irdet.models.temporal import build_sequence_detector
 
 __all__ = [
@@ -252,7 +253,9 @@ def evaluate_module(module: SequenceModule, data=None, split: str | None = None,
             precision string (default ``train.precision``; resolved for the device).
 
     Returns:
-        the metrics dict of :func:`irdet.metrics.coco.coco_evaluate`.
+        the metrics dict of :func:`irdet.metrics.coco.coco_evaluate`, plus those of
+        :func:`irdet.metrics.synthetic.synthetic_metrics` (AP50 per SNR bin, false alarms on
+        static distractors) where the annotations allow them.
 
     Raises:
         DataError: bad root / annotation / frame files. RuntimeError: a frame got no prediction.
@@ -276,6 +279,7 @@ def evaluate_module(module: SequenceModule, data=None, split: str | None = None,
 
     save_results(out / "predictions.json", results)
     metrics = coco_evaluate(gt, results, pdfa_score_thr=cfg["eval"]["pdfa_score_thr"])
+    metrics.update(synthetic_metrics(gt, results, cfg["eval"]["pdfa_score_thr"]))  # per-SNR AP50, distractor FA
     metrics["split"] = split
     write_coco_report(out, metrics)
     return metrics
@@ -296,6 +300,7 @@ def evaluate_predictions(predictions, ann, out="eval", pdfa_score_thr: float = 0
     if not ann_path.is_file() and data and (Path(data) / ann_path).is_file():
         ann_path = Path(data) / ann_path
     metrics = coco_evaluate(ann_path, predictions, pdfa_score_thr=pdfa_score_thr, results_source=predictions)
+    metrics.update(synthetic_metrics(ann_path, predictions, pdfa_score_thr))  # per-SNR AP50, distractor FA
     write_coco_report(out, metrics)
     return metrics
 
@@ -475,7 +480,7 @@ def _prepare(image: np.ndarray, img_size, pad_divisor: int) -> tuple[torch.Tenso
 
 def detect_module(module: SequenceModule, inputs, out="detections", score_thr: float = 0.3, accelerator: str = "auto",
                   fps: float | None = None, save_frames: bool = False, video: bool = True,
-                  precision: str = "32-true") -> Path:
+                  precision: str = "32-true", track: bool = False, track_radius: float = 8.0) -> Path:
     """Detect targets in a frame folder or a video with a sequence checkpoint.
 
     Each frame is the current frame of a clip of its T − 1 predecessors (clamped at the first
@@ -488,7 +493,10 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
       ``score_thr``, 0.001 in the sequence configs), original-frame pixels;
     * ``out/<name>.mp4``: the frames with boxes of score ≥ ``score_thr`` drawn (H.264 via PyAV,
       at ``fps``, else the video's rate, else 10); when no encoder is available, or with
-      ``save_frames``, ``out/frames/<frame>.png`` as well.
+      ``save_frames``, ``out/frames/<frame>.png`` as well;
+    * with ``track``: ``out/tracks.json`` (:func:`irdet.tracking.save_tracks`: ByteTrack with
+      centre-distance association of gate ``track_radius`` px, tracks started by detections
+      of score ≥ ``score_thr``), and each drawn box labelled ``#<track id>`` in the video.
 
     Args:
         inputs: one path (a list of one is accepted): frame folder, image, or video file.
@@ -520,6 +528,11 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
     out.mkdir(parents=True, exist_ok=True)
     history: deque = deque(maxlen=t)
     dets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    linker = None
+    if track:  # ByteTrack, centre-distance association (irdet.tracking)
+        from irdet.tracking import TrackLinker
+
+        linker = TrackLinker(radius=track_radius, score_thr=score_thr, low_score_thr=min(0.1, score_thr))
     writer = None
     if video:
         try:
@@ -540,7 +553,10 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
             boxes = det["boxes"].float().cpu().numpy()
             scores = det["scores"].float().cpu().numpy()
             dets[frame_id] = (boxes, scores)
-            drawn = overlay(image, boxes[scores >= score_thr])
+            keep = scores >= score_thr
+            ids = linker.update(boxes, scores) if linker is not None else None  # track ids, -1 = none yet
+            labels = None if ids is None else [f"#{i}" if i > 0 else "" for i in ids[keep]]
+            drawn = overlay(image, boxes[keep], labels=labels)
             if writer is not None:
                 writer.write(drawn)
             if save_frames:
@@ -551,4 +567,8 @@ def detect_module(module: SequenceModule, inputs, out="detections", score_thr: f
             writer.close(ok=ok)
     path = out / "detections.json"
     save_results(path, dets_to_results(dets))
+    if linker is not None:
+        from irdet.tracking import save_tracks
+
+        save_tracks(out / "tracks.json", linker, list(dets), str(source.path))
     return path

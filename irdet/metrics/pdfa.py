@@ -24,11 +24,59 @@ import numpy as np
 
 from irdet.metrics.voc import _as_boxes, _as_scores
 
-__all__ = ["pd_fa"]
+__all__ = ["pd_fa", "unmatched_detections"]
 
 
 def _centres(boxes: np.ndarray) -> np.ndarray:
     return np.stack(((boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0), axis=1)
+
+
+def _match_image(gt, boxes, scores, score_thr: float, dist_thr: float, image_id: str):
+    """One image's matching (module docstring): ``(gt_boxes, kept boxes, taken (N,) bool,
+    unmatched)``, ``unmatched`` the indices of the kept boxes matched to no target, in the
+    order they were visited (score descending)."""
+    gt_boxes = _as_boxes(gt, f"ground truth of {image_id!r}")
+    boxes = _as_boxes(boxes, f"detections of {image_id!r}")
+    scores = _as_scores(scores, boxes.shape[0], f"scores of {image_id!r}")
+    keep = scores >= score_thr
+    boxes, scores = boxes[keep], scores[keep]
+    gt_c = _centres(gt_boxes)
+    det_c = _centres(boxes)
+    taken = np.zeros(gt_boxes.shape[0], dtype=bool)
+    unmatched = []
+    for i in np.argsort(-scores, kind="stable"):
+        if gt_boxes.shape[0]:
+            dist = np.hypot(gt_c[:, 0] - det_c[i, 0], gt_c[:, 1] - det_c[i, 1])
+            dist[taken] = np.inf
+            j = int(np.argmin(dist))
+            if dist[j] < dist_thr:
+                taken[j] = True
+                continue
+        unmatched.append(int(i))
+    return gt_boxes, boxes, taken, np.asarray(unmatched, dtype=np.int64)
+
+
+def unmatched_detections(gt, boxes, scores, score_thr: float = 0.5, dist_thr: float = 3.0,
+                         image_id: str = "image") -> np.ndarray:
+    """The false alarms of one image under :func:`pd_fa`'s rule.
+
+    Args:
+        gt: (N, 4) ground-truth boxes ``(xmin, ymin, xmax, ymax)``, xml numbers, pixels.
+        boxes: (M, 4) detections, same convention; scores: (M,).
+        score_thr, dist_thr: as :func:`pd_fa`.
+        image_id: named in shape errors.
+
+    Returns:
+        (K, 4) float64 kept detections (``score >= score_thr``) matched to no target, by
+        score descending.
+
+    Raises:
+        ValueError: bad box/score shapes.
+
+    Source: irdet extension (the false alarms :func:`pd_fa` counts).
+    """
+    _, kept, _, unmatched = _match_image(gt, boxes, scores, score_thr, dist_thr, image_id)
+    return kept[unmatched]
 
 
 def pd_fa(
@@ -86,32 +134,15 @@ def pd_fa(
         if h <= 0 or w <= 0:
             raise ValueError(f"image {image_id!r} has a non-positive size {(h, w)}")
         total_pixels += h * w
-        gt_boxes = _as_boxes(gt, f"ground truth of {image_id!r}")
-        num_targets += gt_boxes.shape[0]
         if image_id not in dets:
+            num_targets += _as_boxes(gt, f"ground truth of {image_id!r}").shape[0]
             continue
-        boxes, scores = dets[image_id]
-        boxes = _as_boxes(boxes, f"detections of {image_id!r}")
-        scores = _as_scores(scores, boxes.shape[0], f"scores of {image_id!r}")
-        keep = scores >= score_thr
-        boxes, scores = boxes[keep], scores[keep]
+        gt_boxes, boxes, taken, unmatched = _match_image(gt, *dets[image_id], score_thr, dist_thr, image_id)
+        num_targets += gt_boxes.shape[0]
         num_kept += boxes.shape[0]
-        gt_c = _centres(gt_boxes)
-        det_c = _centres(boxes)
-        taken = np.zeros(gt_boxes.shape[0], dtype=bool)
-        for i in np.argsort(-scores, kind="stable"):
-            matched = False
-            if gt_boxes.shape[0]:
-                dist = np.hypot(gt_c[:, 0] - det_c[i, 0], gt_c[:, 1] - det_c[i, 1])
-                dist[taken] = np.inf
-                j = int(np.argmin(dist))
-                if dist[j] < dist_thr:
-                    taken[j] = True
-                    matched = True
-            if not matched:
-                num_fa += 1
-                b = boxes[i]
-                fa_pixels += max(b[2] - b[0] + 1.0, 0.0) * max(b[3] - b[1] + 1.0, 0.0)
+        for b in boxes[unmatched]:
+            num_fa += 1
+            fa_pixels += max(b[2] - b[0] + 1.0, 0.0) * max(b[3] - b[1] + 1.0, 0.0)
         num_matched += int(taken.sum())
     num_images = len(gts)
     return {

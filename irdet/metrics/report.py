@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from irdet.data.io import atomic_write_bytes, atomic_write_json
+from irdet.metrics.background import fa_by_background
 from irdet.metrics.pdfa import pd_fa
 from irdet.metrics.voc import eval_voc
 
@@ -26,6 +27,7 @@ def evaluate(
     image_sizes: Mapping[str, tuple[int, int]],
     *,
     pdfa_score_thr: float = 0.5,
+    sky_masks: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """All single-frame metrics of SPEC §6 in one JSON-ready dict.
 
@@ -38,6 +40,9 @@ def evaluate(
             [0, 1]; all detections are used for the AP metrics.
         image_sizes: ``{image_id: (H, W)}`` pixels, for every image of ``gts`` (Fa).
         pdfa_score_thr: detections with ``score >= pdfa_score_thr`` are used for Pd/Fa.
+        sky_masks: optional ``{image_id: (H, W) sky mask}`` at the original size (truthy =
+            sky; e.g. :class:`irdet.metrics.background.SkyMasks`): the false alarms are then
+            also split by background (:func:`irdet.metrics.background.fa_by_background`).
 
     Returns:
         dict (plain Python numbers) with
@@ -47,6 +52,10 @@ def evaluate(
         * ``AP75``: area AP at IoU 0.75 (irdet extension; SPEC §6);
         * ``Pd``, ``Fa``, ``fa_per_image``: see :func:`irdet.metrics.pd_fa`
           (``dist_thr`` 3 px);
+        * with ``sky_masks``: ``fa_sky_per_image``, ``fa_nonsky_per_image``,
+          ``fa_sky_per_mpix``, ``fa_nonsky_per_mpix`` (None without pixels of that kind),
+          ``num_false_alarms_sky``, ``num_false_alarms_nonsky``, ``sky_pixels``,
+          ``nonsky_pixels``; or ``fa_background_note`` (a string) when an image has no mask;
         * ``num_images``, ``num_gts``, ``num_dets``, ``images_without_detections`` (ints);
         * ``pr``: ``{"iou_thr": 0.5, "ap07", "ap12", "recall": [...], "precision": [...],
           "score": [...]}``, the IoU-0.5 PR curve (one point per detection, by score
@@ -63,6 +72,7 @@ def evaluate(
     v50 = eval_voc(gts, dets, iou_thr=0.5)
     v75 = eval_voc(gts, dets, iou_thr=0.75)
     pf = pd_fa(gts, dets, image_sizes, score_thr=pdfa_score_thr)
+    bg = {} if sky_masks is None else fa_by_background(gts, dets, image_sizes, sky_masks, score_thr=pdfa_score_thr)
     without = sum(1 for k in gts if k not in dets or len(dets[k][1]) == 0)
     return {
         "mAP07": v50["ap07"],
@@ -72,6 +82,7 @@ def evaluate(
         "Pd": pf["Pd"],
         "Fa": pf["Fa"],
         "fa_per_image": pf["fa_per_image"],
+        **bg,
         "precision": v50["precision"],
         "num_images": len(gts),
         "num_gts": v50["num_gts"],
@@ -97,6 +108,10 @@ _ROWS = (
     ("Pd", "probability of detection"),
     ("Fa", "false-alarm pixel rate"),
     ("fa_per_image", "false alarms per image"),
+    ("fa_sky_per_image", "false alarms on sky per image"),
+    ("fa_nonsky_per_image", "false alarms on non-sky per image"),
+    ("fa_sky_per_mpix", "false alarms per megapixel of sky"),
+    ("fa_nonsky_per_mpix", "false alarms per megapixel of non-sky"),
     ("num_images", "images"),
     ("num_gts", "targets"),
     ("num_dets", "detections"),
@@ -114,7 +129,8 @@ def format_table(metrics: Mapping, rows: Sequence[tuple[str, str]] | None = None
 
     Returns:
         multi-line string ``name  value  description``; rates with 3 decimals, ``Fa`` in
-        scientific notation (``1.234e-06``), counts as integers.
+        scientific notation (``1.234e-06``), counts as integers, None as ``n/a``; a
+        ``fa_background_note`` in ``metrics`` is added as a last line.
 
     Source: irdet extension.
     """
@@ -123,18 +139,21 @@ def format_table(metrics: Mapping, rows: Sequence[tuple[str, str]] | None = None
         if key not in metrics:
             continue
         v = metrics[key]
-        if key == "Fa":
+        if v is None:
+            s = "n/a"
+        elif key == "Fa":
             s = f"{float(v):.3e}"
         elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
             s = str(int(v))
         else:
             s = f"{float(v):.3f}"
         lines.append((key, s, desc))
+    note = metrics.get("fa_background_note") if rows is None else None
     if not lines:
-        return ""
+        return note or ""
     kw = max(len(r[0]) for r in lines)
     vw = max(len(r[1]) for r in lines)
-    return "\n".join(f"{k:<{kw}}  {s:>{vw}}  {d}" for k, s, d in lines)
+    return "\n".join([f"{k:<{kw}}  {s:>{vw}}  {d}" for k, s, d in lines] + ([note] if note else []))
 
 
 def plot_pr_curve(metrics_or_pr: Mapping, path, title: str | None = None) -> Path:

@@ -21,7 +21,8 @@ from irdet.models.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_BATCH, tiled_forwa
 
 __all__ = ["Detector", "build_detector", "build_neck", "default_regress_ranges", "neck_inputs"]
 
-BAFE_KEYS = ("exchange", "adapter", "exchange_ratio", "adapter_hidden", "selection", "exchange_mode", "scorer", "seg_loss_weight")
+BAFE_KEYS = ("exchange", "adapter", "exchange_ratio", "adapter_hidden", "selection", "exchange_mode", "scorer", "seg_loss_weight",
+             "reference_blocks")
 FCOS_KEYS = ("num_classes", "stacked_convs", "feat_channels", "center_sampling", "center_sample_radius",
              "focal_alpha", "focal_gamma", "assigner", "assign_radius", "min_assign_size", "box_param", "test")
 

@@ -5,6 +5,15 @@ shape (4 × conv3×3-GN-ReLU) gives X2; the exchange block (:mod:`irdet.models.h
 turns them into Y1, Y2; class score and centerness are predicted from Y1, the sky logit
 from Y2 (3×3 conv → 1 channel), and boxes from the untouched regression tower.
 
+``reference_blocks`` (off by default; the reference code's head, not in the paper's text):
+between the towers and the exchange, one :class:`~irdet.models.heads.lsk.LSKAttention`
+shared by both branches replaces X1 and X2 by their LSK attention maps (the reference's
+``LSKModule``: no ``X ⊙ attn``, no sigmoid), then ``convs_cls`` on X1 and ``convs_seg`` on
+X2, each 3×3 C → C/2 + BatchNorm + ReLU, 3×3 C/2 → C + BatchNorm + ReLU (convs with bias,
+Normal(0, 0.01) init, bias 0; BatchNorm statistics shared over levels as the head's
+weights are). At C = 256 they add 1,300,422 parameters (LSK 118,470; each conv block
+590,976).
+
 Segmentation loss: sigmoid BCE (weight 1) between each level's sky logit and the sky mask
 resized (nearest) to that level, averaged over all non-ignored (≠ 255) pixels of all levels,
 as the reference's ``loss_seg`` over the flattened levels (SPEC §3).
@@ -18,10 +27,21 @@ from torch import nn
 
 from irdet.models.heads.exchange import CrossTaskExchange
 from irdet.models.heads.fcos import FCOSHead, make_tower
+from irdet.models.heads.lsk import LSKAttention, init_normal_
 
 __all__ = ["BAFEHead"]
 
 IGNORE_INDEX = 255
+
+
+def conv_bn_relu_pair(channels: int) -> nn.Sequential:
+    """The reference head's ``convs_cls`` / ``convs_seg`` block, (N, C, H, W) → (N, C, H, W):
+    3×3 conv C → C/2 + BatchNorm + ReLU, 3×3 conv C/2 → C + BatchNorm + ReLU."""
+    half = channels // 2
+    return nn.Sequential(
+        nn.Conv2d(channels, half, 3, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+        nn.Conv2d(half, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+    )
 
 
 class BAFEHead(FCOSHead):
@@ -36,6 +56,8 @@ class BAFEHead(FCOSHead):
         exchange_mode: ``channel`` / ``spatial`` / ``channel+spatial`` / ``spatial+channel`` (Table VI).
         scorer: ``ste`` / ``scale`` / ``reference`` (see :mod:`irdet.models.heads.exchange`).
         seg_loss_weight: weight of the BCE sky loss (1).
+        reference_blocks: add the reference code's shared LSK module and ``convs_cls`` /
+            ``convs_seg`` blocks before the exchange (see the module docstring; False).
 
     ``forward`` adds ``seg_logits``: per level (N, 1, H_l, W_l) sky logits.
     """
@@ -43,7 +65,7 @@ class BAFEHead(FCOSHead):
     def __init__(self, *args, exchange: bool = True, adapter: bool = True, exchange_ratio: float = 0.5,
                  adapter_hidden: int = 64, selection: str = "dynamic", exchange_mode: str = "channel",
                  scorer: str = "ste", seg_loss_weight: float = 1.0, in_channels: int = 256,
-                 stacked_convs: int = 4, feat_channels: int = 256, **kwargs):
+                 stacked_convs: int = 4, feat_channels: int = 256, reference_blocks: bool = False, **kwargs):
         super().__init__(*args, in_channels=in_channels, stacked_convs=stacked_convs, feat_channels=feat_channels, **kwargs)
         self.seg_tower = make_tower(in_channels, feat_channels, stacked_convs)
         self.conv_seg = nn.Conv2d(feat_channels, 1, 3, padding=1)
@@ -58,10 +80,18 @@ class BAFEHead(FCOSHead):
             else None
         )
         self.seg_loss_weight = seg_loss_weight
+        self.reference_blocks = reference_blocks
+        if reference_blocks:
+            self.lsk_module = init_normal_(LSKAttention(feat_channels))
+            self.convs_cls = init_normal_(conv_bn_relu_pair(feat_channels))
+            self.convs_seg = init_normal_(conv_bn_relu_pair(feat_channels))
 
     def cls_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         x1 = self.cls_tower(x)
         x2 = self.seg_tower(x)
+        if self.reference_blocks:
+            x1 = self.convs_cls(self.lsk_module(x1))
+            x2 = self.convs_seg(self.lsk_module(x2))
         if self.exchange is not None:
             x1, x2 = self.exchange(x1, x2)
         return x1, {"seg_logits": self.conv_seg(x2).float()}

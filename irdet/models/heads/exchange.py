@@ -11,27 +11,43 @@ level (both (N, C, H, W)):
    scores (for spatial exchange) are ``m`` averaged over channels → (N, H·W).
 2. **Selection (Eq. 5).** Per sample, the top K = round(p·C) channels of each branch
    (``selection="dynamic"``); Table VII's alternatives: ``"random"`` (K random channels per
-   sample and forward pass) and ``"fixed"`` (the evenly spaced channels ``⌊i·C/K⌋``).
+   sample and training forward pass; in eval mode one fixed draw, the same for every sample
+   and call, from a generator seeded with :data:`EVAL_SEED`, so evaluation is deterministic:
+   irdet's reading, the paper does not say) and ``"fixed"`` (the evenly spaced channels
+   ``⌊i·C/K⌋``). The selected indices are kept in ascending channel order, whatever their
+   scores: the mask form ``A(X2 ⊙ E2)`` keeps every channel's identity, and the reference
+   sorts the top-k indices the same way.
 3. **Hard exchange (Eqs. 6–9).** ``Y1 = X1 ⊙ (1 − E1) + A(X2 ⊙ E2)`` and symmetrically:
-   the K selected channels of X1 (in descending score order) are *replaced* by the K
-   selected channels of X2 passed through the adapter A, and vice versa; all other
-   channels are untouched. A is a per-pixel MLP K → hidden → K (ReLU), shared by both
-   directions (Table V: hidden 64); ``adapter=False`` exchanges the raw channels (Table IV c).
+   the K selected channels of X1 are *replaced* by the K selected channels of X2 passed
+   through the adapter A, and vice versa, the j-th lowest selected index of one branch
+   receiving the j-th lowest of the other; all other channels are untouched. A is a
+   per-pixel MLP K → hidden → K (ReLU), shared by both directions (Table V: hidden 64);
+   ``adapter=False`` exchanges the raw channels (Table IV c).
 
-The top-k indices carry no gradient, so in the reference code the scorer never trains
-(SPEC §3). ``scorer`` selects how irdet makes it learnable:
+The top-k indices carry no gradient, so in the reference code the scorer never trains.
+``scorer`` selects how irdet makes it learnable:
 
 * ``"ste"`` (default): the gathered channels are multiplied by ``v / v.detach()`` (v = their
   scores): the forward pass is exactly Eqs. 8–9, the backward pass gives the scorer the
   gradient of a score-scaled exchange (straight-through estimator; irdet extension);
 * ``"scale"``: the gathered channels are multiplied by their scores v (forward changes;
   irdet extension);
-* ``"reference"``: the reference's behaviour, for side-by-side measurement: no gradient to
-  the scorer and its LSK block returns ``attn`` without the ``X ⊙`` product.
+* ``"reference"``: the reference code's scorer, for side-by-side measurement: ONE scorer
+  shared by both branches (an ``LSKLayer``), channel scores ``σ(mean_HW(X ⊙ attn))`` (the
+  sigmoid of the global average, not the average of the per-pixel sigmoid), every conv
+  initialised Normal(0, 0.01) with zero bias (MMDetection's FCOS-head init, which covers
+  it there), and frozen (``requires_grad`` off, scored under ``no_grad``): it stays at its
+  initialisation, as in the reference, where it never receives a gradient. Channels are
+  ranked by the logit ``mean_HW(X ⊙ attn)`` in float32, the same order as its sigmoid
+  without the sigmoid's float rounding ties (measured: 202 and 206 distinct sigmoid scores
+  of 256 channels on two random 64×64 maps at that init; 256 distinct logits).
 
-Spatial exchange (Table VI, irdet's reading — the paper gives no equations): a fraction p of
-the H·W positions, chosen per sample by the sum of both branches' spatial scores, is swapped
-between the branches (all C channels at those positions, through a C → hidden → C adapter).
+Spatial exchange (Table VI, irdet's reading — the paper gives no equations): a fraction p
+of the H·W positions, chosen per sample by the mean of both branches' spatial scores, is
+swapped between the branches (all C channels at those positions, through a C → hidden → C
+adapter). With ``scorer="reference"`` the positions are ranked by the mean over both branches
+of the shared frozen scorer's ``mean_C(X ⊙ attn)`` per position (irdet's analogue; the
+reference has no scored spatial exchange).
 ``mode`` = ``"channel"`` (the paper's choice), ``"spatial"``, ``"channel+spatial"`` (channel
 exchange, then spatial) or ``"spatial+channel"``.
 """
@@ -42,44 +58,15 @@ import torch
 from torch import nn
 
 from irdet.errors import ConfigError
+from irdet.models.heads.lsk import LSKScorer, init_normal_
 
-__all__ = ["LSKScorer", "Adapter", "ChannelExchange", "SpatialExchange", "CrossTaskExchange"]
+__all__ = ["LSKScorer", "Adapter", "ChannelExchange", "SpatialExchange", "CrossTaskExchange", "EVAL_SEED"]
 
 SELECTIONS = ("dynamic", "random", "fixed")
 SCORERS = ("ste", "scale", "reference")
 MODES = ("channel", "spatial", "channel+spatial", "spatial+channel")
-
-
-class LSKScorer(nn.Module):
-    """Per-pixel attention scores of Eq. 4 (LSKNet large selective kernel), (N, C, H, W) → (N, C, H, W) in (0, 1).
-
-    Args:
-        channels: C (must be even).
-        input_product: True = Eq. 4 as written (``σ(X ⊙ attn)``); False = the reference's
-            block, which drops the input (``σ(attn)``).
-    """
-
-    def __init__(self, channels: int, input_product: bool = True):
-        super().__init__()
-        half = channels // 2
-        self.input_product = input_product
-        self.conv0 = nn.Conv2d(channels, channels, 5, padding=2, groups=channels)
-        self.conv_spatial = nn.Conv2d(channels, channels, 7, padding=9, groups=channels, dilation=3)
-        self.conv1 = nn.Conv2d(channels, half, 1)
-        self.conv2 = nn.Conv2d(channels, half, 1)
-        self.conv_squeeze = nn.Conv2d(2, 2, 7, padding=3)
-        self.conv = nn.Conv2d(half, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a1 = self.conv0(x)
-        a2 = self.conv_spatial(a1)
-        a1 = self.conv1(a1)
-        a2 = self.conv2(a2)
-        both = torch.cat([a1, a2], dim=1)
-        agg = torch.cat([both.mean(1, keepdim=True), both.amax(1, keepdim=True)], dim=1)
-        gates = self.conv_squeeze(agg).sigmoid()
-        attn = self.conv(a1 * gates[:, 0:1] + a2 * gates[:, 1:2])
-        return torch.sigmoid(x * attn if self.input_product else attn)
+#: Seed of the one fixed draw of ``selection="random"`` in eval mode (irdet's choice).
+EVAL_SEED = 0
 
 
 class Adapter(nn.Sequential):
@@ -89,13 +76,26 @@ class Adapter(nn.Sequential):
         super().__init__(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
 
-def _select(scores: torch.Tensor | None, n: int, total: int, k: int, selection: str, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(N, k) indices into ``total`` items per sample, and their scores (dynamic only)."""
+def _select(scores: torch.Tensor | None, n: int, total: int, k: int, selection: str, device,
+            training: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per sample, ``k`` of ``total`` items: ``(idx, values)``.
+
+    ``idx`` (N, k) int64 in ascending order (every selected item keeps its identity, as the
+    mask form of Eqs. 6–9); ``values`` (N, k) the scores of ``idx`` (dynamic only, else None).
+    ``random`` draws per sample from the global RNG in training, and in eval mode takes one
+    fixed draw (CPU generator seeded with :data:`EVAL_SEED`) for every sample and call.
+    """
     if selection == "dynamic":
         values, idx = scores.topk(k, dim=1)
-        return idx, values
+        idx, order = idx.sort(dim=1)
+        return idx, values.gather(1, order)
     if selection == "random":
-        return torch.rand(n, total, device=device).argsort(dim=1)[:, :k], None
+        if training:
+            idx = torch.rand(n, total, device=device).argsort(dim=1)[:, :k]
+        else:
+            draw = torch.randperm(total, generator=torch.Generator().manual_seed(EVAL_SEED))[:k]
+            idx = draw.to(device).expand(n, k)
+        return idx.sort(dim=1).values, None
     idx = (torch.arange(k, device=device) * total) // k
     return idx.expand(n, k), None
 
@@ -123,13 +123,29 @@ class _Exchange(nn.Module):
         self.hidden = hidden
         self.use_adapter = adapter
 
-    def _scores(self, scorer: LSKScorer | None, x: torch.Tensor) -> torch.Tensor | None:
+    def _make_scorers(self, channels: int) -> None:
+        """``scorer1`` / ``scorer2`` for dynamic selection (None otherwise): two learnable
+        scorers, or for ``reference`` one frozen Normal(0, 0.01) scorer under both names."""
+        if self.selection != "dynamic":
+            self.scorer1 = self.scorer2 = None
+        elif self.scorer == "reference":
+            shared = init_normal_(LSKScorer(channels)).requires_grad_(False)
+            self.scorer1 = self.scorer2 = shared
+        else:
+            self.scorer1, self.scorer2 = LSKScorer(channels), LSKScorer(channels)
+
+    def _scores(self, scorer: LSKScorer | None, x: torch.Tensor, dim: int) -> torch.Tensor | None:
+        """float32 selection scores: per channel (N, C) for ``dim=1``, per position (N, H·W) for
+        ``dim=2`` (float32 so that mixed precision does not create ties in the top-k). In (0, 1),
+        except for ``reference``: the logit ``mean(X ⊙ attn)``, whose top-k is that of its sigmoid
+        (the reference's score) without the sigmoid's rounding ties; no gradient."""
         if scorer is None:
             return None
         if self.scorer == "reference":
             with torch.no_grad():
-                return scorer(x)
-        return scorer(x)
+                return scorer.pooled_channel_logits(x) if dim == 1 else scorer.pooled_spatial_logits(x)
+        m = scorer(x).float()
+        return m.mean((2, 3)) if dim == 1 else m.mean(1).flatten(1)
 
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         return self.adapter(x) if self.adapter is not None else x
@@ -151,18 +167,16 @@ class ChannelExchange(_Exchange):
                  selection: str = "dynamic", scorer: str = "ste"):
         super().__init__(channels, ratio, hidden, adapter, selection, scorer)
         self.k = max(1, int(round(ratio * channels)))
-        dynamic = selection == "dynamic"
-        self.scorer1 = LSKScorer(channels, scorer != "reference") if dynamic else None
-        self.scorer2 = LSKScorer(channels, scorer != "reference") if dynamic else None
+        self._make_scorers(channels)
         self.adapter = Adapter(self.k, hidden) if adapter else None
 
     def select(self, x1: torch.Tensor, x2: torch.Tensor):
-        """Per-sample channel indices (N, K) and score multipliers for both branches."""
+        """Per branch ``(idx, factor)``: channel indices (N, K) in ascending order and the
+        score multipliers (N, K) of :func:`_grad_factor` (None without dynamic scores)."""
         n, c = x1.shape[:2]
         out = []
         for scorer, x in ((self.scorer1, x1), (self.scorer2, x2)):
-            s = self._scores(scorer, x)
-            idx, values = _select(None if s is None else s.mean((2, 3)), n, c, self.k, self.selection, x.device)
+            idx, values = _select(self._scores(scorer, x, 1), n, c, self.k, self.selection, x.device, self.training)
             out.append((idx, _grad_factor(values, self.scorer)))
         return out
 
@@ -174,8 +188,8 @@ class ChannelExchange(_Exchange):
         g1 = x1.gather(1, e1)
         g2 = x2.gather(1, e2)
         if f1 is not None:
-            g1 = g1 * f1[:, :, None, None]
-            g2 = g2 * f2[:, :, None, None]
+            g1 = g1 * f1[:, :, None, None].to(g1.dtype)
+            g2 = g2 * f2[:, :, None, None].to(g2.dtype)
         y1 = x1.scatter(1, e1, self._adapt(g2))
         y2 = x2.scatter(1, e2, self._adapt(g1))
         return y1, y2
@@ -192,25 +206,23 @@ class SpatialExchange(_Exchange):
     def __init__(self, channels: int, ratio: float = 0.5, hidden: int = 64, adapter: bool = True,
                  selection: str = "dynamic", scorer: str = "ste"):
         super().__init__(channels, ratio, hidden, adapter, selection, scorer)
-        dynamic = selection == "dynamic"
-        self.scorer1 = LSKScorer(channels, scorer != "reference") if dynamic else None
-        self.scorer2 = LSKScorer(channels, scorer != "reference") if dynamic else None
+        self._make_scorers(channels)
         self.adapter = Adapter(channels, hidden) if adapter else None
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, c, h, w = x1.shape
         k = max(1, int(round(self.ratio * h * w)))
-        s1 = self._scores(self.scorer1, x1)
-        s2 = self._scores(self.scorer2, x2)
-        scores = None if s1 is None else (s1.mean(1) + s2.mean(1)).flatten(1) / 2
-        idx, values = _select(scores, n, h * w, k, self.selection, x1.device)
+        s1 = self._scores(self.scorer1, x1, 2)
+        s2 = self._scores(self.scorer2, x2, 2)
+        scores = None if s1 is None else (s1 + s2) / 2
+        idx, values = _select(scores, n, h * w, k, self.selection, x1.device, self.training)
         factor = _grad_factor(values, self.scorer)
         e = idx[:, None, :].expand(-1, c, -1)
         f1, f2 = x1.flatten(2), x2.flatten(2)
         g1, g2 = f1.gather(2, e), f2.gather(2, e)
         if factor is not None:
-            g1 = g1 * factor[:, None, :]
-            g2 = g2 * factor[:, None, :]
+            g1 = g1 * factor[:, None, :].to(g1.dtype)
+            g2 = g2 * factor[:, None, :].to(g2.dtype)
         a21 = self._adapt(g2[..., None])[..., 0]
         a12 = self._adapt(g1[..., None])[..., 0]
         return f1.scatter(2, e, a21).view_as(x1), f2.scatter(2, e, a12).view_as(x2)

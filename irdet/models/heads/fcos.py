@@ -29,7 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from scipy.optimize import linear_sum_assignment
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from irdet.errors import ConfigError
 
@@ -422,7 +422,8 @@ class FCOSHead(nn.Module):
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
     def predict(self, out: dict, img_sizes: Sequence[Sequence[int]], orig_sizes: Sequence[Sequence[int]] | None = None):
-        """Decode detections.
+        """Decode detections: :func:`irdet.models.postprocess.decode_detections` with this head's
+        ``strides`` and ``test_cfg`` (the same function decodes the ONNX Runtime outputs).
 
         Args:
             out: :meth:`forward` output for N images.
@@ -435,37 +436,6 @@ class FCOSHead(nn.Module):
             ``orig_sizes`` is given), ``scores`` (K,) in [0, 1] (class × centerness), ``labels``
             (K,) int64; K ≤ ``max_per_img``, sorted by score.
         """
-        cfg = self.test_cfg
-        points = self.points(out)
-        results = []
-        for i in range(out["cls_scores"][0].shape[0]):
-            all_boxes, all_scores, all_labels = [], [], []
-            for lvl, pts in enumerate(points):
-                scores = out["cls_scores"][lvl][i].flatten(1).t().sigmoid()  # (P, C)
-                ctr = out["centernesses"][lvl][i].flatten().sigmoid()
-                reg = out["bbox_preds"][lvl][i].flatten(1).t()
-                keep = scores > cfg["score_thr"]
-                sc = scores[keep]
-                pidx, lab = keep.nonzero(as_tuple=True)
-                if sc.numel() > cfg["nms_pre"]:
-                    sc, top = sc.topk(cfg["nms_pre"])
-                    pidx, lab = pidx[top], lab[top]
-                p, d = pts[pidx], reg[pidx]
-                bx = torch.stack([p[:, 0] - d[:, 0], p[:, 1] - d[:, 1], p[:, 0] + d[:, 2], p[:, 1] + d[:, 3]], -1)
-                all_boxes.append(bx)
-                all_scores.append(sc * ctr[pidx])
-                all_labels.append(lab)
-            boxes = torch.cat(all_boxes)
-            scores = torch.cat(all_scores)
-            labels = torch.cat(all_labels)
-            h, w = img_sizes[i]
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            if orig_sizes is not None:
-                oh, ow = orig_sizes[i]
-                boxes = boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
-            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-            keep = batched_nms(boxes, scores, labels, cfg["nms_iou"])[: cfg["max_per_img"]]
-            results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
-        return results
+        from irdet.models.postprocess import decode_detections  # imports this module
+
+        return decode_detections(out, self.strides, self.test_cfg, img_sizes, orig_sizes)

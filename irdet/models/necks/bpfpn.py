@@ -168,6 +168,9 @@ class BPFPN(nn.Module):
         out_channels: channels of every output level (256).
         levels: output levels finest first, ``("P3", "P4", "P5")`` (strides 8/16/32, default)
             or ``("P2", "P3", "P4", "P5")`` (adds stride 4); must contain P3 with a shortcut.
+        in_levels: backbone levels on the FPN's top-down path (default: the ``C_k`` of
+            ``levels``), as :class:`FPN`: e.g. ``levels [P3, P4]`` with ``in_levels [C3, C4, C5]``
+            keeps C5's top-down context but builds no P5 output conv.
         shortcut: ``"none"`` (vanilla FPN), ``"vanilla"`` (P3 += D(C2), C2 receives gradient) or
             ``"gils"`` (P3 += D(sg(C2)): D receives gradient, C2 none through the shortcut; default).
         downsampler: ``"conv"`` (3×3 stride-2 conv + GN, default) or ``"s2d"`` (space-to-depth ×2
@@ -192,11 +195,11 @@ class BPFPN(nn.Module):
 
     def __init__(self, in_channels: dict[str, int], out_channels: int = 256, levels: Sequence[str] = ("P3", "P4", "P5"),
                  shortcut: str = "gils", downsampler: str = "conv", dgr: dict | bool | None = None,
-                 shortcut_init: float = 0.1, **unknown):
+                 shortcut_init: float = 0.1, in_levels: Sequence[str] | None = None, **unknown):
         super().__init__()
         if unknown:
             raise ConfigError(f"unknown model.neck keys for bpfpn: {sorted(unknown)} (known: out_channels, levels, "
-                              "shortcut, downsampler, shortcut_init, dgr)")
+                              "in_levels, shortcut, downsampler, shortcut_init, dgr)")
         if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels <= 0:
             raise ConfigError(f"model.neck.out_channels must be a positive int, got {out_channels!r}")
         if isinstance(levels, str) or not levels:
@@ -210,7 +213,7 @@ class BPFPN(nn.Module):
             raise ConfigError(f"model.neck.downsampler must be one of {list(DOWNSAMPLERS)}, got {downsampler!r}")
         if not isinstance(shortcut_init, (int, float)) or isinstance(shortcut_init, bool) or shortcut_init <= 0:
             raise ConfigError(f"model.neck.shortcut_init must be a positive number, got {shortcut_init!r}")
-        self.fpn = FPN(in_channels, out_channels, levels)
+        self.fpn = FPN(in_channels, out_channels, levels, in_levels)
         self.levels = self.fpn.levels
         self.strides = list(self.fpn.strides)
         self.out_channels = out_channels
@@ -262,6 +265,16 @@ class BPFPN(nn.Module):
         if self.dgr["enabled"] and len(idx) < 2:
             raise ConfigError(f"model.neck.dgr needs at least two pyramid levels, got {list(sel)}")
         return list(zip(idx[:-1], idx[1:]))
+
+    @property
+    def dgr_trained_levels(self) -> list[str]:
+        """Output levels DGR's gradient reaches: the finer level of each pair (``top_down``) or
+        the coarser (``bottom_up``); ``[]`` with DGR off. A detector whose head reads none of them
+        gets DGR's gradient only through the features these levels share with the others."""
+        if not self.dgr["enabled"]:
+            return []
+        side = 0 if self.dgr["direction"] == "top_down" else 1
+        return sorted({self.levels[pair[side]] for pair in self._pairs}, key=list(self.levels).index)
 
     def extra_repr(self) -> str:
         d = self.dgr
