@@ -41,9 +41,10 @@ DETECT_EPILOG = """exit status:
 
 TRAIN_EPILOG = """checkpoints (OUT/checkpoints): last.ckpt every train.checkpoint_every_n_steps steps and at each
 epoch end, written atomically (a killed run keeps its previous last.ckpt); best.ckpt only with a
-data.val_split. Checkpoint selection (SPEC 4): train on train_v2 and select on val_v2, or train on
-trainval_v2 with data.val_split null (the default) and keep last.ckpt; a val split that is the test
-split or shares images with the training or test split is refused.
+data.val_split. Checkpoint selection never uses trained-on or test images: train on train_v2 and
+select on val_v2, or train on trainval_v2 with data.val_split null (the default) and keep
+last.ckpt; a val split that is the test split or shares images with the training or test split
+is refused.
 
 exit status:
   0  trained

@@ -1,7 +1,7 @@
 """YAML configuration: defaults, ``_base_`` inheritance, ``--set key=value`` overrides, validation.
 
 A config file holds only what differs from :data:`DEFAULTS` (the paper protocol for
-BAFE-Net-R18 on DenseSIRST, SPEC §3–§4) or from the files named in its ``_base_`` (a path or
+BAFE-Net-R18 on DenseSIRST: BAFE-Net paper §IV–§V-A and its reference config) or from the files named in its ``_base_`` (a path or
 list of paths relative to the file, merged in order). Unknown keys are errors, so a typo
 never silently falls back to a default, and values are checked against the defaults' types
 and a few ranges and choices (:mod:`irdet.config_values`) before anything runs.
@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "root": None,
         "train_split": "trainval_v2",
         # null: no validation, last.ckpt is the model (paper protocol trains on trainval_v2, which holds all of val_v2, so
-        # selecting on val_v2 would select on training images; SPEC §4). Select only with train_split train_v2.
+        # selecting on val_v2 would select on training images). Select only with train_split train_v2.
         "val_split": None,
         "test_split": "test_v2",
         "sky_mask": "palette",
@@ -122,7 +122,7 @@ DEFAULTS: dict[str, Any] = {
 FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",), ("sequence", "ann_files")}
 
 # ---------------------------------------------------------------------------------------------
-# Task hook (issue 5, moving targets). ``task: detect`` (single-frame, the default) or
+# Task hook (moving targets, multi-frame). ``task: detect`` (single-frame, the default) or
 # ``task: sequence`` (multi-frame clips, :mod:`irdet.engine.sequence`). The sequence keys below
 # are merged in *only* for ``task: sequence`` and ``task: detect`` is dropped from resolved
 # configs, so single-frame configs resolve exactly as before (same keys, same ablation hashes).

@@ -1,4 +1,4 @@
-"""BP-FPN neck (irdet's reading per SPEC §5): GILS gradient isolation, DGR direction, shapes,
+"""BP-FPN neck (irdet's reading of the BP-FPN abstract and figure captions): GILS gradient isolation, DGR direction, shapes,
 eval behaviour, overhead, detector integration, configs and option errors."""
 
 from __future__ import annotations

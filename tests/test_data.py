@@ -18,7 +18,7 @@ from irdet.errors import DataError
 def test_real_splits_and_counts(densesirst):
     trainval = read_split(densesirst, "trainval_v2")
     test = read_split(densesirst, "test_v2")
-    assert len(trainval) == 768 and len(test) == 256  # SPEC §1 (the files lack a final newline)
+    assert len(trainval) == 768 and len(test) == 256  # the official split sizes (the files lack a final newline)
     assert not set(trainval) & set(test)
 
 

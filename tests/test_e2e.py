@@ -31,7 +31,7 @@ def small_root(tmp_path_factory, request):
 def _train(root, out, extra=(), resume=False):
     args = ["train", str(CONFIGS / "bafenet_r18_densesirst_cpu.yaml"), "--data", str(root), "--out", str(out),
             *(["--resume"] if resume else []), "--set", "train.max_epochs=1", "train.val_interval=1", "data.num_workers=0", "train.checkpoint_every_n_steps=1",
-            "data.train_split=train_v2", "data.val_split=val_v2",  # best.ckpt selected on val_v2 (SPEC §4)
+            "data.train_split=train_v2", "data.val_split=val_v2",  # best.ckpt selected on val_v2 (disjoint from train_v2)
             "model.neck.out_channels=64", "model.head.feat_channels=64", "model.head.stacked_convs=1", *extra]
     assert main(args) == 0
 

@@ -39,7 +39,7 @@ def test_assignment_single_box():
 def test_assignment_tiny_box_between_points_gets_nothing():
     head = FCOSHead(strides=(8, 16, 32))
     labels, _ = head.get_targets(_points(head), torch.tensor([[5.0, 5.0, 8.0, 8.0]]), torch.tensor([0]))
-    assert labels.eq(1).all()  # no stride-8 point (4 + 8k) lies strictly inside: the recall cap of SPEC §3
+    assert labels.eq(1).all()  # no stride-8 point (4 + 8k) lies strictly inside: FCOS without centre sampling caps recall
     head.center_sampling = True
     labels, _ = head.get_targets(_points(head), torch.tensor([[5.0, 5.0, 8.0, 8.0]]), torch.tensor([0]))
     assert labels.eq(1).all()  # centre sampling is clipped to the box: still nothing

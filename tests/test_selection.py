@@ -1,4 +1,4 @@
-"""irdet.engine.selection: which splits may select best.ckpt (SPEC §4), and data.val_split null end to end."""
+"""irdet.engine.selection: which splits may select best.ckpt (never on training or test images), and data.val_split null end to end."""
 
 from __future__ import annotations
 

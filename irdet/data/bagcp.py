@@ -1,4 +1,4 @@
-"""BAG-CP: Background-Aware Gaussian Copy-Paste (paper §III-B, §IV-C, Eqs. 1–3; SPEC §2).
+"""BAG-CP: Background-Aware Gaussian Copy-Paste (paper §III-B, §IV-C, Eqs. 1–3 of Xiao et al., arXiv 2407.20078).
 
 :class:`BAGCP` pastes small targets from a :class:`~irdet.data.target_library.TargetLibrary`
 into a training sample, in clusters, in the sky only, blended with a rotated Gaussian. It is

@@ -1,4 +1,4 @@
-"""DenseSIRST dataset over the official layout (SPEC §1).
+"""DenseSIRST dataset over the official layout (GrokCV/DenseSIRST release).
 
 Layout under ``root`` (``SIRSTdevkit``)::
 

@@ -26,7 +26,7 @@ Conventions used everywhere in irdet (documented once, here):
 * **Masks** are ``uint8`` arrays (H, W).
 
 Every reader raises :class:`irdet.errors.DataError` naming the file when it is missing,
-unreadable or inconsistent. Source: DenseSIRST official layout (SPEC §1).
+unreadable or inconsistent. Source: DenseSIRST official layout (GrokCV/DenseSIRST release).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Synthetic moving infrared small targets on real infrared backgrounds (irdet benchmark generator).
 
-:func:`synthesize_sequences` turns DenseSIRST images and their sky masks (SPEC §1) into short
+:func:`synthesize_sequences` turns DenseSIRST images and their sky masks (``SkySeg``) into short
 videos in the layout read by :class:`irdet.data.sequences.SequenceDataset`
 (``SequenceDataset.from_layout(out_dir, split, dataset="irdet")``)::
 
@@ -78,7 +78,7 @@ Randomness: ``numpy.random.SeedSequence(seed).spawn(sequences + 1)``: child 0 dr
 background pools, child ``k + 1`` everything of sequence ``k``; the same arguments give
 byte-identical files. Every file is written atomically (:mod:`irdet.data.io`).
 
-Sources: BAG-CP appearance and Eqs. (1)–(3) from the BAFE-Net paper (SPEC §2), output layout
+Sources: BAG-CP appearance and Eqs. (1)–(3) from the BAFE-Net paper (Xiao et al., arXiv 2407.20078), output layout
 after the SSTNet/Tridos public layout (:mod:`irdet.data.sequences`); camera, motion, noise and
 SNR model are irdet's (no public reference).
 """

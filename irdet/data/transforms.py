@@ -3,7 +3,7 @@
 Samples are dicts of tv_tensors (see :class:`irdet.data.densesirst.DenseSIRST`); every
 geometric step moves image, boxes, masks and points together.
 
-Train (SPEC §4): resize to 512×512 (stretch, as the reference config) → BAG-CP (optional,
+Train (BAFE-Net paper §V-A): resize to 512×512 (stretch, as the reference config) → BAG-CP (optional,
 :mod:`irdet.data.bagcp`) → horizontal flip p 0.5 → optional target-aware crop (CPU budget
 configs, irdet extension) → clamp boxes to the image, grow boxes under 1 px to 1 px
 (:class:`KeepTinyBoxes`) and drop only the boxes that left the image → pad bottom/right to
@@ -218,7 +218,7 @@ def build_train_transforms(
     pad_divisor: int = 32,
     tiny_boxes: str = "keep",
 ) -> v2.Compose:
-    """Training pipeline (SPEC §4; crop is an irdet extension for CPU budgets).
+    """Training pipeline (BAFE-Net paper §V-A; crop is an irdet extension for CPU budgets).
 
     Args:
         img_size: (H, W) resize target in pixels (stretching, the reference config), or None

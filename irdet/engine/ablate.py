@@ -14,7 +14,7 @@ and Table IV a), and a ``_cpu`` config identical to a row, are trained once. Fin
 (``result.json`` present) are never re-run; an interrupted run resumes from its
 ``last.ckpt`` (one killed before its first checkpoint starts again). A run being trained by
 another process (lock file) is skipped. The evaluated checkpoint is ``best.ckpt`` when the
-row has a ``data.val_split``, else ``last.ckpt`` (SPEC §4); ``result.json`` records which.
+row has a ``data.val_split``, else ``last.ckpt`` (no honest selection split); ``result.json`` records which.
 
 ``task: sequence`` rows (e.g. ``irdet ablate configs/sequences --budget paper --rows
 yolofpn_r18_t1_synthetic yolobp_r18_t5_synthetic``) train the multi-frame detector and report
@@ -166,7 +166,7 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         # no last.ckpt: a start killed before its first checkpoint may have left config.yaml / logs: start again
         train(cfg, data=data, out=run, resume=True if last.is_file() else None, overwrite=not last.is_file())
         best = run / "checkpoints" / "best.ckpt"
-        use_best = cfg["data"]["val_split"] is not None and best.is_file()  # no val split: the last checkpoint (SPEC §4)
+        use_best = cfg["data"]["val_split"] is not None and best.is_file()  # no val split: the last checkpoint
         split = split or cfg["data"]["test_split"]
         metrics = evaluate_checkpoint(best if use_best else last, data, split, run / f"eval_{split}")
         result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if use_best else "last",
@@ -177,7 +177,7 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         lock.release()
 
 
-#: metrics kept in ``result.json`` per task (single-frame: VOC/SPEC §6; sequence: SSTNet protocol)
+#: metrics kept in ``result.json`` per task (single-frame: VOC, BAFE-Net Table II protocol; sequence: SSTNet protocol)
 _METRICS = {"detect": ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"),
             "sequence": ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa")}
 #: measured columns of the markdown table per task

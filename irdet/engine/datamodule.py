@@ -46,7 +46,7 @@ def test_transforms_from_cfg(cfg: dict):
 
 
 class DenseSIRSTDataModule(L.LightningDataModule):
-    """Train on ``data.train_split`` (repeated ``data.repeat`` times per epoch, SPEC §4),
+    """Train on ``data.train_split`` (repeated ``data.repeat`` times per epoch; 3 in the BAFE-Net protocol),
     validate on ``data.val_split`` (null: no validation set), test/predict on ``data.test_split``.
 
     Args:

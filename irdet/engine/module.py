@@ -30,7 +30,7 @@ def gather_predictions(preds: dict) -> dict:
 
 
 class DetectorModule(L.LightningModule):
-    """Training / validation / prediction for FCOS and BAFE-Net (SPEC §3–§4, §6).
+    """Training / validation / prediction for FCOS and BAFE-Net (BAFE-Net paper §IV–§V, Table II protocol).
 
     Args:
         config: the full config dict (stored in checkpoints as a hyper-parameter, so a

@@ -1,4 +1,4 @@
-"""Optimizer and LR schedule of the BAFE-Net protocol (SPEC §4, reference config).
+"""Optimizer and LR schedule of the BAFE-Net protocol (BAFE-Net paper §V-A and its reference config).
 
 DAdaptAdam (``dadaptation`` package), lr 1.0, decoupled weight decay 0.05, no decay on
 normalisation parameters and biases; LR × ``warmup_factor`` (1/3) for the first

@@ -78,7 +78,7 @@ def _set_tiling(module, tile=None, tile_overlap: int | None = None) -> None:
 
 def train(cfg: dict, data: str | None = None, out: str | Path | None = None, resume: str | bool | None = None,
           overwrite: bool = False) -> Path:
-    """Train a detector (SPEC §4) with PyTorch Lightning.
+    """Train a detector (BAFE-Net paper §V-A protocol by default) with PyTorch Lightning.
 
     Writes ``<out>/config.yaml``, ``<out>/checkpoints/last.ckpt`` (every
     ``train.checkpoint_every_n_steps`` steps, at each epoch's last step, after each validation
@@ -122,7 +122,7 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
             given; both are given.
     """
     t = cfg["train"]
-    sequence = config_task(cfg) == "sequence"  # task hook (issue 5): module/data/monitor from irdet.engine.sequence
+    sequence = config_task(cfg) == "sequence"  # task hook (multi-frame): module/data/monitor from irdet.engine.sequence
     if sequence:
         from irdet.engine.sequence import build_sequence_training, resolve_sequence_root
 
@@ -327,7 +327,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None =
                         accelerator: str = "auto", batch_size: int | None = None, num_workers: int = 2,
                         precision: str | None = None, tile=None, tile_overlap: int | None = None,
                         backend: str | None = None) -> dict:
-    """Evaluate a checkpoint on a split (SPEC §6): writes ``predictions.json``, ``metrics.json``,
+    """Evaluate a checkpoint on a split (Table II protocol, or SSTNet's for sequences): writes ``predictions.json``, ``metrics.json``,
     ``pr_curve.png`` in ``out`` and returns the metrics dict. The false alarms are also split
     by background with the root's ``SkySeg`` masks (:mod:`irdet.metrics.background`; a note
     in place of the split when an image has no mask).

@@ -1,9 +1,9 @@
-"""Which splits may select a checkpoint (SPEC §4).
+"""Which splits may select a checkpoint.
 
 ``best.ckpt`` is the checkpoint with the highest validation score on ``data.val_split``. That
 choice is only honest when the validation images are neither training images nor test images:
 
-* DenseSIRST: ``val_v2`` is a subset of ``trainval_v2`` (all 255 of its images), so training
+* DenseSIRST: ``val_v2`` is a subset of ``trainval_v2`` (all 256 of its images), so training
   on ``trainval_v2`` and selecting on ``val_v2`` selects on training images. Either train on
   ``train_v2`` and select on ``val_v2`` (disjoint), or train on ``trainval_v2`` and keep the
   last checkpoint (``data.val_split: null``: no validation loop, no ``best.ckpt``).
@@ -13,7 +13,7 @@ choice is only honest when the validation images are neither training images nor
 :func:`check_selection` refuses such configs before a run writes anything. Images are
 compared by id: DenseSIRST ``Splits/<split>.txt`` ids; sequence splits by their frames (the
 annotation JSON's ``file_name`` under its image folder, after the layout's split aliases, e.g.
-IRDST ``val`` is read as ``test``). Source: irdet extension (the rule is SPEC §4's).
+IRDST ``val`` is read as ``test``). Source: irdet extension (the BAFE-Net reference code selects on ``test_v2``; irdet refuses it).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def check_selection(cfg: dict, root) -> None:
             ``data.train_split``, or shares images with ``data.test_split``.
         DataError: a split list / annotation file is missing or malformed.
 
-    Source: irdet extension enforcing SPEC §4 (train on train_v2 and select on val_v2, or
+    Source: irdet extension enforcing the rule (train on train_v2 and select on val_v2, or
     train on trainval_v2 and keep the last checkpoint).
     """
     d = cfg["data"]
@@ -88,11 +88,11 @@ def check_selection(cfg: dict, root) -> None:
     val_images = split_images(cfg, root, val)
     if test is not None and val == test:
         raise ConfigError(f"data.val_split and data.test_split are both {val!r} ({len(val_images)} images): best.ckpt would "
-                          f"be selected on the test images (SPEC §4); {_fixes(cfg)}")
+                          f"be selected on the test images; {_fixes(cfg)}")
     for role, other, what in (("data.train_split", train, "training"), ("data.test_split", test, "test")):
         if other is None:
             continue
         shared = len(val_images & split_images(cfg, root, other))
         if shared:
             raise ConfigError(f"data.val_split {val!r} shares {shared} of its {len(val_images)} images with {role} "
-                              f"{other!r}: best.ckpt would be selected on {what} images (SPEC §4); {_fixes(cfg)}")
+                              f"{other!r}: best.ckpt would be selected on {what} images; {_fixes(cfg)}")

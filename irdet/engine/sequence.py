@@ -7,7 +7,7 @@ LightningModule / DataModule (:func:`build_sequence_training`); :class:`Sequence
 :class:`~irdet.engine.module.DetectorModule` with the model, the batch layout and the
 validation metric swapped; prediction goes through :func:`irdet.engine.runner.predict`.
 
-Data: :class:`irdet.data.sequences.SequenceDataset` (the other half of issue 5) in one of its
+Data: :class:`irdet.data.sequences.SequenceDataset` in one of its
 layouts (``sequence.layout``: ``irdet`` synthetic sets, ``irdst``, ``daub``, ``itsdt``) or
 explicit ``sequence.ann_files``; splits ``data.train_split`` / ``val_split`` / ``test_split``;
 clips of ``model.temporal.num_frames`` frames; :func:`irdet.data.sequences.clip_transforms`

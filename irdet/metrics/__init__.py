@@ -1,4 +1,4 @@
-"""Single-frame detection metrics (SPEC §6).
+"""Single-frame detection metrics (DenseSIRST Table II protocol of the BAFE-Net paper + irdet extensions).
 
 All boxes given to these functions are ``(N, 4)`` ``(xmin, ymin, xmax, ymax)`` in the xml's
 own numbers, which for DenseSIRST are irdet's pixel-edge coordinates of the original image

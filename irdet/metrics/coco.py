@@ -1,4 +1,4 @@
-"""Moving-target evaluation with the host's protocol (SSTNet / Tridos, SPEC §6): COCO AP via
+"""Moving-target evaluation with the host's protocol (SSTNet / Tridos reference code): COCO AP via
 pycocotools, precision / recall / F1 at IoU 0.5, plus irdet's Pd / Fa.
 
 Protocol (read in UESTC-nnLab/SSTNet ``vid_map_coco.py`` and UESTC-nnLab/Tridos
@@ -357,7 +357,7 @@ def _counts_at(ev, thr: float) -> tuple[int, int, int]:
 
 def coco_evaluate(ann, results, *, score_thr: float = PROTOCOL["score_thr"], max_dets: int = PROTOCOL["max_dets"],
                   pdfa_score_thr: float = 0.5, prf_score_thr: float = 0.5, results_source=None) -> dict:
-    """All moving-target metrics of SPEC §6 in one JSON-ready dict (protocol in the module docstring).
+    """All moving-target metrics (SSTNet protocol + irdet's Pd / Fa) in one JSON-ready dict (protocol in the module docstring).
 
     Args:
         ann: COCO annotations (path, dict or COCO object; :func:`load_coco`).

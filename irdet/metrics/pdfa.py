@@ -4,7 +4,7 @@ The IRSTD literature (DNANet / BasicIRSTD ``PD_FA``) defines them on segmentatio
 a target is detected when a predicted connected component has its centroid within 3 px of
 the target's centroid, and Fa is the number of pixels of unmatched predicted components
 divided by the number of pixels of all images. irdet's reading of the IRSTD Pd/Fa for box
-detectors (SPEC §6, an irdet adaptation) replaces components with boxes:
+detectors (an irdet adaptation) replaces components with boxes:
 
 * centroid of a box ``(xmin, ymin, xmax, ymax)`` = ``((xmin + xmax) / 2, (ymin + ymax) / 2)``
   for ground truth and detections alike (same numbering, so any offset cancels);
@@ -113,7 +113,7 @@ def pd_fa(
             entry in ``image_sizes`` (or a non-positive size), or bad box/score shapes.
 
     Source: DNANet / BasicIRSTD ``PD_FA`` (segmentation), adapted to boxes by irdet
-    (irdet extension, SPEC §6).
+    (irdet extension).
     """
     unknown = [k for k in dets if k not in gts]
     if unknown:

@@ -2,7 +2,7 @@
 
 Conventions as in :mod:`irdet.metrics.voc`: boxes are ``(xmin, ymin, xmax, ymax)`` in VOC
 xml's numbers (pixel edges of the original image), VOC "+1" IoU.
-Source: SPEC §6 (DenseSIRST Table II protocol) plus irdet extensions (AP75, Pd/Fa, report).
+Source: DenseSIRST Table II protocol of the BAFE-Net paper (Xiao et al., arXiv 2407.20078) plus irdet extensions (AP75, Pd/Fa, report).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def evaluate(
     pdfa_score_thr: float = 0.5,
     sky_masks: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
-    """All single-frame metrics of SPEC §6 in one JSON-ready dict.
+    """All single-frame metrics (Table II protocol + irdet extensions) in one JSON-ready dict.
 
     Every image of ``gts`` is evaluated (images without detections count as misses and are
     counted in ``images_without_detections``); no image is dropped.
@@ -49,7 +49,7 @@ def evaluate(
 
         * ``mAP07`` / ``mAP12``: VOC2007 11-point / VOC2012 area AP at IoU 0.5, "+1";
         * ``recall`` / ``precision``: at IoU 0.5 over all detections;
-        * ``AP75``: area AP at IoU 0.75 (irdet extension; SPEC §6);
+        * ``AP75``: area AP at IoU 0.75 (irdet extension: the BAFE-Net paper names IoU 0.75, its reference code uses 0.5 only);
         * ``Pd``, ``Fa``, ``fa_per_image``: see :func:`irdet.metrics.pd_fa`
           (``dist_thr`` 3 px);
         * with ``sky_masks``: ``fa_sky_per_image``, ``fa_nonsky_per_image``,
@@ -67,7 +67,7 @@ def evaluate(
         ValueError: ``dets`` has image ids not in ``gts``, ``image_sizes`` lacks an image
             of ``gts``, or bad shapes.
 
-    Source: MMDetection ``VOCMetric`` / ``eval_map`` (SPEC §6) + IRSTD Pd/Fa (irdet reading).
+    Source: MMDetection ``VOCMetric`` / ``eval_map`` (as in the BAFE-Net reference code) + IRSTD Pd/Fa (irdet reading).
     """
     v50 = eval_voc(gts, dets, iou_thr=0.5)
     v75 = eval_voc(gts, dets, iou_thr=0.75)

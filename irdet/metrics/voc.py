@@ -2,7 +2,7 @@
 
 This module replicates ``mmdet.evaluation.functional.eval_map`` (``tpfp_default`` +
 ``average_precision``) with ``use_legacy_coordinate=True``, which is what the DenseSIRST
-reference code reports (SPEC §6). Source: MMDetection ``eval_map`` / PASCAL VOC devkit.
+reference code reports (BAFE-Net paper Table II). Source: MMDetection ``eval_map`` / PASCAL VOC devkit.
 
 Coordinate convention of the whole metric API (:mod:`irdet.metrics`):
 
@@ -74,7 +74,7 @@ def box_iou(boxes1, boxes2, plus_one: bool = True) -> np.ndarray:
     Raises:
         ValueError: an input is not ``(K, 4)``.
 
-    Source: MMDetection ``bbox_overlaps(use_legacy_coordinate=True)``, SPEC §6.
+    Source: MMDetection ``bbox_overlaps(use_legacy_coordinate=True)``, as in the BAFE-Net reference code.
     """
     a = _as_boxes(boxes1, "boxes1")
     b = _as_boxes(boxes2, "boxes2")
@@ -110,7 +110,7 @@ def voc_ap(recalls, precisions, mode: str = "area") -> float:
     Raises:
         ValueError: unknown ``mode`` or mismatched lengths.
 
-    Source: MMDetection ``average_precision`` / PASCAL VOC devkit, SPEC §6.
+    Source: MMDetection ``average_precision`` / PASCAL VOC devkit.
     """
     rec = np.asarray(recalls, dtype=np.float64).reshape(-1)
     prec = np.asarray(precisions, dtype=np.float64).reshape(-1)
@@ -155,7 +155,7 @@ def match_detections(det_boxes, det_scores, gt_boxes, iou_thr: float = 0.5, plus
     Raises:
         ValueError: bad shapes or ``det_scores`` length differs from ``det_boxes``.
 
-    Source: MMDetection ``tpfp_default`` / PASCAL VOC devkit, SPEC §6.
+    Source: MMDetection ``tpfp_default`` / PASCAL VOC devkit.
     """
     dets = _as_boxes(det_boxes, "det_boxes")
     scores = _as_scores(det_scores, dets.shape[0], "det_scores")
@@ -201,7 +201,7 @@ def eval_voc(
         dets: ``{image_id: ((M, 4) boxes, (M,) scores)}``, same convention; scores are
             the detector confidences (every detection given is kept: apply any score
             threshold before).
-        iou_thr: IoU threshold for a TP, in [0, 1] (SPEC §6: 0.5; 0.75 for AP75).
+        iou_thr: IoU threshold for a TP, in [0, 1] (Table II protocol: 0.5; 0.75 for AP75).
         plus_one: VOC "+1" IoU convention (see :func:`box_iou`).
 
     Returns:
@@ -215,7 +215,7 @@ def eval_voc(
         ValueError: ``dets`` names image ids that are not in ``gts`` (the message lists
             them), or boxes/scores have bad shapes.
 
-    Source: MMDetection ``eval_map`` as used by ``VOCMetric`` / PASCAL VOC devkit, SPEC §6.
+    Source: MMDetection ``eval_map`` as used by ``VOCMetric`` / PASCAL VOC devkit.
     """
     unknown = [k for k in dets if k not in gts]
     if unknown:

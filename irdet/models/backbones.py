@@ -1,6 +1,6 @@
 """ResNet backbones (torchvision definitions) returning C2..C5.
 
-Source: BAFE-Net reference configuration (SPEC §3): ResNet-18/34/50/101, frozen-statistics
+Source: BAFE-Net reference configuration: ResNet-18/34/50/101, frozen-statistics
 BN and ``frozen_stages=1`` with ImageNet weights. ImageNet weights cannot be downloaded
 here, so irdet trains from scratch by default (``weights=None``) with trainable BN, and
 accepts a local torchvision checkpoint file (``weights: path/to/resnet18-f37072fd.pth``),

@@ -1,7 +1,7 @@
 """Multi-frame detector for moving infrared small targets: shared per-frame backbone + neck,
 temporal fusion of the T stride-8 maps, one-level FCOS head.
 
-Host in the paper (SPEC §5): BP-FPN's "YOLO-BP" is BP-FPN inside **SSTNet** (UESTC-nnLab/SSTNet,
+Host in the BP-FPN paper (Zhang et al., arXiv 2511.13013): BP-FPN's "YOLO-BP" is BP-FPN inside **SSTNet** (UESTC-nnLab/SSTNet,
 ``nets/Network.py``): a YOLOX-S CSPDarknet (depth 0.33, width 0.50) runs on each of the 5
 frames of a clip (oldest → current), a top-down FPN/PAN reduces C3–C5 to **one stride-8 map**
 (128 channels) per frame, a "motion coupling neck" fuses the 5 maps into one map for the
@@ -66,7 +66,7 @@ Normalisation as :class:`irdet.models.detector.Detector` (ImageNet mean/std of [
 
 Input layout: ``video`` (N, T, 3, H, W) float32 in [0, 255], frames oldest → current (index
 T − 1 is the frame whose boxes are predicted), H and W multiples of 32 (the clip transforms
-pad). Source: SPEC §5 (host), SSTNet ``nets/Network.py`` (read for the host's structure);
+pad). Source: BP-FPN paper (host), SSTNet ``nets/Network.py`` (read for the host's structure);
 the fusion block and everything else is irdet's.
 """
 

@@ -16,7 +16,7 @@ weights are). At C = 256 they add 1,300,422 parameters (LSK 118,470; each conv b
 
 Segmentation loss: sigmoid BCE (weight 1) between each level's sky logit and the sky mask
 resized (nearest) to that level, averaged over all non-ignored (≠ 255) pixels of all levels,
-as the reference's ``loss_seg`` over the flattened levels (SPEC §3).
+as the reference's ``loss_seg`` over the flattened levels (BAFE-Net reference code).
 """
 
 from __future__ import annotations

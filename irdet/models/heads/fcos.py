@@ -1,7 +1,7 @@
 """FCOS head: towers, point-target assignment, losses and decoding.
 
 Source: Tian et al., "FCOS: Fully Convolutional One-Stage Object Detection" (ICCV 2019), in
-the MMDetection form used by the BAFE-Net reference (SPEC §3): 4 stacked 3×3 conv +
+the MMDetection form used by the BAFE-Net reference code: 4 stacked 3×3 conv +
 GroupNorm(32) + ReLU per tower, shared over levels with a learnable scale per level,
 centerness on the classification tower, ``exp`` box regression in pixels
 (``norm_on_bbox=False``), regress ranges (−1, 64), (64, 128), (128, 256), centre sampling

@@ -4,7 +4,7 @@ gradient regularization (DGR).
 Source: Zhang et al., "You Only Look Omni Gradient Backpropagation for Moving Infrared Small
 Target Detection" (BP-FPN). Only the abstract and the figure captions of that paper are
 available to the project; its full text (equations, tables, implementation details) is
-not. Everything below is **irdet's reading of BP-FPN per SPEC §5**, not the authors' code:
+not. Everything below is **irdet's reading of BP-FPN's abstract and figure captions**, not the authors' code:
 
 - what the paper states: BP-FPN is an FPN designed "from the backpropagation perspective",
   plug-and-play, with negligible overhead; GILS brings the stride-4 feature C2 into the
@@ -45,7 +45,7 @@ not. Everything below is **irdet's reading of BP-FPN per SPEC §5**, not the aut
   each position, averaged over (N, H, W) (in [0, 2]); ``l2``: d = mean squared error of the
   channel-L2-normalised features averaged over (N, C, H, W), which equals 2(1 − cos)/C per
   position (same gradient direction as ``cosine``, C/2 times smaller).
-  Default direction ``bottom_up``: on DenseSIRST every positive sits on P3 (SPEC §3), so the
+  Default direction ``bottom_up``: on DenseSIRST every positive sits on P3 (no resized box exceeds 60 px, so P4/P5 get none), so the
   supervised fine level teaches the coarser ones (which otherwise see only background
   supervision), while the fine level is never pulled toward the blurrier coarse ones.
 
@@ -160,7 +160,7 @@ def dgr_loss(pyramid: Sequence[torch.Tensor], direction: str = "bottom_up", dist
 
 
 class BPFPN(nn.Module):
-    """BP-FPN (irdet's reading per SPEC §5): :class:`FPN` + GILS shortcut into P3 + DGR loss.
+    """BP-FPN (irdet's reading of Zhang et al., arXiv 2511.13013): :class:`FPN` + GILS shortcut into P3 + DGR loss.
 
     Args (the keys of ``model.neck`` with ``type: bpfpn``):
         in_channels: backbone channels per level, e.g. ``{"C2": 64, "C3": 128, "C4": 256, "C5": 512}``;
