@@ -170,9 +170,9 @@ def test_detect_and_evaluate_cli_tile(densesirst, tmp_path, capsys):
 def test_sequence_checkpoints_refuse_tiles():
     from types import SimpleNamespace
 
-    from irdet.engine.runner import _set_tiling
+    from irdet.engine.runner import set_tiling
 
     module = SimpleNamespace(config={"task": "sequence", "eval": {"tile": None, "tile_overlap": 32}}, model=None)
-    _set_tiling(module)  # no tiling asked: nothing to check
+    set_tiling(module)  # no tiling asked: nothing to check
     with pytest.raises(ConfigError, match="tiled inference .* is for single-frame checkpoints, not task: sequence ones"):
-        _set_tiling(module, (256, 256))
+        set_tiling(module, (256, 256))

@@ -50,7 +50,7 @@ def _checkpoint_precision(cfg: dict) -> str:
     return str(cfg.get("train", {}).get("precision") or "32-true")
 
 
-def _set_tiling(module, tile=None, tile_overlap: int | None = None) -> None:
+def set_tiling(module, tile=None, tile_overlap: int | None = None) -> None:
     """Apply ``--tile H W`` / ``--tile-overlap PX`` over the checkpoint config's ``eval.tile`` /
     ``eval.tile_overlap`` (in ``module.config``) and check the result against the model, before
     any inference (irdet extension, :mod:`irdet.models.tiling`).
@@ -249,9 +249,6 @@ def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
 #: inference backends of ``irdet evaluate`` / ``irdet detect`` / :func:`irdet.load`
 BACKENDS = ("pytorch", "onnxruntime")
 
-#: the public name of :func:`_set_tiling`
-set_tiling = _set_tiling
-
 
 def load_model(path: str | Path | None = None, backend: str | None = None):
     """:func:`load_checkpoint`, on the inference ``backend``.
@@ -342,7 +339,7 @@ def evaluate_checkpoint(checkpoint, data: str | None = None, split: str | None =
     network run by ONNX Runtime; an ``.onnx`` checkpoint implies it).
     """
     module = load_model(checkpoint, backend)
-    _set_tiling(module, tile, tile_overlap)
+    set_tiling(module, tile, tile_overlap)
     cfg = module.config
     precision = inference_precision(module, precision)
     if config_task(cfg) == "sequence":
@@ -494,7 +491,7 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
         ConfigError: ``out`` not empty and ``overwrite`` False; bad tile options.
     """
     module = load_model(checkpoint, backend)
-    _set_tiling(module, tile, tile_overlap)
+    set_tiling(module, tile, tile_overlap)
     precision = inference_precision(module, precision)
     if config_task(module.config) == "sequence":
         from irdet.engine.sequence import detect_module
