@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from irdet.metrics.coco import load_coco
+from irdet.data.coco import load_coco
 from irdet.metrics.synthetic import ap50_by_snr
 
 

@@ -9,7 +9,7 @@ Builds a target library from the first ``--lib-images`` images of the split (or 
 ``--library``), reads ``--images`` real images resized to 512×512 (the training pipeline's
 Resize), then times ``--n`` calls of each Table III configuration, the identity
 (``copy_paste=False``) baseline included, and row (f) as the reference code implements it
-(:class:`irdet.data.bagcp_reference.ReferenceBAGCP`), with ``torch.set_num_threads(1)``. Prints samples/s
+(:class:`irdet.data.bagcp.reference.ReferenceBAGCP`), with ``torch.set_num_threads(1)``. Prints samples/s
 against the 200 samples/s goal; reported, not asserted.
 """
 
@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from torchvision.transforms import v2  # noqa: E402
 
-from irdet.data.bagcp import BAGCP  # noqa: E402
-from irdet.data.bagcp_reference import ReferenceBAGCP, source_scales  # noqa: E402
-from irdet.data.densesirst import DenseSIRST, resolve_data_root  # noqa: E402
-from irdet.data.target_library import TargetLibrary, build_target_library  # noqa: E402
+from irdet.data.bagcp import BAGCP, TargetLibrary, build_target_library  # noqa: E402
+from irdet.data.bagcp.reference import ReferenceBAGCP, source_scales  # noqa: E402
+from irdet.data.datasets.densesirst import DenseSIRST, resolve_data_root  # noqa: E402
 
 GOAL = 200.0
 

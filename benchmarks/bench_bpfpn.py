@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from irdet.config import load_config
+from irdet.models import build_detector
 from irdet.models.complexity import complexity
-from irdet.models.detector import build_detector
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ["fpn", "vanilla_shortcut", "gils", "dgr", "gils_dgr", "gils_dgr_p2", "gils_dgr_cs"]

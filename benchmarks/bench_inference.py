@@ -44,9 +44,10 @@ from pathlib import Path
 
 import torch
 
-from irdet.data.densesirst import DenseSIRST, resolve_data_root
-from irdet.data.transforms import build_test_transforms, collate
-from irdet.engine.datamodule import test_transforms_from_cfg
+from irdet.data.datasets.densesirst import DenseSIRST, resolve_data_root
+from irdet.data.collate import collate
+from irdet.data.transforms import build_test_transforms
+from irdet.engine.tasks.detect import test_transforms_from_cfg
 from irdet.engine.precision import cpu_has_bf16
 
 ROWS = ("pytorch fp32", "pytorch bf16 autocast", "onnxruntime fp32", "onnxruntime optimised")
@@ -66,7 +67,7 @@ def cpu_name() -> str:
 def load_module(model: str | None, config: str):
     """The module to time and a description of where it came from."""
     from irdet.engine import zoo
-    from irdet.engine.runner import load_checkpoint
+    from irdet.engine.predict import load_checkpoint
 
     if model or zoo.weights_path().is_file():
         module = load_checkpoint(model)

@@ -24,12 +24,13 @@ import time
 import torch
 
 from irdet.config import load_config
-from irdet.data.densesirst import DenseSIRST, resolve_data_root
-from irdet.data.transforms import build_test_transforms, build_train_transforms, collate
+from irdet.data.datasets.densesirst import DenseSIRST, resolve_data_root
+from irdet.data.collate import collate
+from irdet.data.transforms import build_test_transforms, build_train_transforms
 from irdet.engine.optim import build_optimizer
 from irdet.engine.precision import cpu_has_bf16
+from irdet.models import build_detector
 from irdet.models.complexity import PAPER_BAFENET_R18, complexity
-from irdet.models.detector import build_detector
 
 
 def time_steps(model, opt, train_batches: list[dict], steps: int, bf16: bool = False) -> float:

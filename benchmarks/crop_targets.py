@@ -41,7 +41,7 @@ def crop_stats(cfg: dict, root, samples: int, seed: int) -> dict:
 
 def main() -> None:
     from irdet.config import load_config
-    from irdet.data.densesirst import resolve_data_root
+    from irdet.data.datasets.densesirst import resolve_data_root
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/fcos_r18_densesirst_cpu.yaml")

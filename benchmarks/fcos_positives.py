@@ -24,8 +24,8 @@ import argparse
 import torch
 
 from irdet.config import load_config
-from irdet.data.densesirst import DenseSIRST, resolve_data_root
-from irdet.models.detector import build_detector
+from irdet.data.datasets.densesirst import DenseSIRST, resolve_data_root
+from irdet.models import build_detector
 from irdet.models.heads.fcos import level_points
 
 

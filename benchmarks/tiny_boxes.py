@@ -17,7 +17,7 @@ import argparse
 import torch
 from torchvision import tv_tensors
 
-from irdet.data.densesirst import DenseSIRST, resolve_data_root
+from irdet.data.datasets.densesirst import DenseSIRST, resolve_data_root
 from irdet.data.transforms import build_train_transforms
 
 

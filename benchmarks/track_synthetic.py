@@ -24,7 +24,8 @@ import argparse
 
 import numpy as np
 
-from irdet.metrics.coco import load_coco, load_coco_results
+from irdet.data.coco import load_coco
+from irdet.metrics.coco import load_coco_results
 from irdet.tracking import TrackLinker, score_tracks
 
 

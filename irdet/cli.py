@@ -88,7 +88,7 @@ def _tile_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from irdet.config import load_config
-    from irdet.engine.runner import train
+    from irdet.engine.train import train
 
     cfg = load_config(args.config, args.overrides)
     resume = True if args.resume == "" else args.resume
@@ -98,8 +98,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from irdet.engine.runner import evaluate_checkpoint, evaluate_predictions
-    from irdet.metrics import format_table
+    from irdet.engine.evaluate import evaluate_model, evaluate_results
 
     if args.checkpoint and args.predictions:
         raise IrdetError("give one of --checkpoint CKPT or --predictions FILE, not both (neither: the shipped default model)")
@@ -110,27 +109,20 @@ def cmd_evaluate(args) -> int:
     if args.predictions and args.backend:
         raise IrdetError("--backend goes with a checkpoint or ONNX model, not with --predictions FILE")
     if not args.predictions:  # no --checkpoint: the shipped default model
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.out, args.accelerator,
-                                      num_workers=args.workers, precision=args.precision, tile=args.tile,
-                                      tile_overlap=args.tile_overlap, backend=args.backend)
+        task, metrics = evaluate_model(args.checkpoint, args.data, args.split, args.out, args.accelerator,
+                                       num_workers=args.workers, precision=args.precision, tile=args.tile,
+                                       tile_overlap=args.tile_overlap, backend=args.backend)
     else:
-        metrics = evaluate_predictions(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr, ann=args.ann)
-    if "AP50" in metrics:  # moving-target (sequence) metrics, irdet.metrics.coco
-        from irdet.metrics.coco import format_coco_table
-        from irdet.metrics.synthetic import format_synthetic_table
-
-        print(format_coco_table(metrics))
-        if format_synthetic_table(metrics):  # synthetic benchmarks: AP50 per SNR bin, distractor false alarms
-            print(format_synthetic_table(metrics))
-    else:
-        print(format_table(metrics))
+        task, metrics = evaluate_results(args.predictions, args.data, args.split, args.out, args.pdfa_score_thr,
+                                         ann=args.ann)
+    print(task.format_metrics(metrics))  # the table of the task's protocol
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'pr_curve.png'}")
     return 0
 
 
 def cmd_detect(args) -> int:
     from irdet.data.io import read_json
-    from irdet.engine.runner import detect
+    from irdet.engine.detect import detect
 
     extra = {"fps": args.fps, "save_frames": args.save_frames} if (args.fps or args.save_frames) else {}
     if args.track:
@@ -158,7 +150,7 @@ def cmd_detect(args) -> int:
 def cmd_flops(args) -> int:
     from irdet.config import load_config
     from irdet.models.complexity import PAPER_BAFENET_R18, complexity
-    from irdet.models.detector import build_detector
+    from irdet.models import build_detector
 
     if args.config:
         cfg = load_config(args.config, args.overrides)
@@ -185,7 +177,7 @@ def cmd_flops(args) -> int:
 
 def cmd_export(args) -> int:
     from irdet.deploy.export import export_onnx
-    from irdet.engine.runner import load_checkpoint
+    from irdet.engine.predict import load_checkpoint
 
     if args.checkpoint and Path(args.checkpoint).suffix == ".onnx":
         raise IrdetError(f"{args.checkpoint}: already an ONNX model (export a .ckpt or .pt file)")
@@ -204,7 +196,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_package(args) -> int:
-    from irdet.engine.runner import package
+    from irdet.engine.package import package
 
     out, metrics = package(args.checkpoint, args.out, args.data, args.split, num_workers=args.workers,
                            evaluate=not args.no_evaluate)
@@ -214,7 +206,7 @@ def cmd_package(args) -> int:
 
 
 def cmd_synthesize(args) -> int:
-    from irdet.data.synthesis import print_summary, synthesize
+    from irdet.data.synthesis.images import print_summary, synthesize
 
     summary = synthesize(args.source, args.split, args.out, args.seed, library=args.library, limit=args.limit,
                          overwrite=args.overwrite)
@@ -223,7 +215,7 @@ def cmd_synthesize(args) -> int:
 
 
 def cmd_synthesize_sequences(args) -> int:
-    from irdet.data.sequence_synthesis import print_summary, synthesize_sequences
+    from irdet.data.synthesis.sequences import print_summary, synthesize_sequences
 
     kwargs = {"split": args.split, "overwrite": args.overwrite}
     if args.size:
@@ -245,13 +237,13 @@ def cmd_synthesize_sequences(args) -> int:
 
 def cmd_show_augment(args) -> int:
     from irdet.config import load_config
-    from irdet.data.densesirst import resolve_data_root
+    from irdet.data.datasets import resolve_root
     from irdet.data.io import atomic_write_bytes
     from irdet.visualize import augment_grid
     import io
 
     cfg = load_config(args.config, args.overrides)
-    fig = augment_grid(cfg, resolve_data_root(args.data or cfg["data"]["root"]), args.n, args.seed, args.as_trained)
+    fig = augment_grid(cfg, resolve_root(cfg, args.data or cfg["data"]["root"]), args.n, args.seed, args.as_trained)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(args.out, buf.getvalue())

@@ -18,48 +18,16 @@ import yaml
 
 from irdet.config_values import check_values
 from irdet.errors import ConfigError
+from irdet.models.registry import model_defaults, section_keys, temporal_defaults
 
 __all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "validate", "FREE_FORM", "SEQUENCE_DEFAULTS", "TASKS",
            "config_task"]
 
 DEFAULTS: dict[str, Any] = {
     "name": "bafenet_r18_densesirst",
-    "model": {
-        # ImageNet mean/std on [0, 255] inputs (torchvision's ResNet convention).
-        "pixel_mean": [123.675, 116.28, 103.53],
-        "pixel_std": [58.395, 57.12, 57.375],
-        "backbone": {"depth": 18, "weights": None, "norm": "auto", "frozen_stages": "auto"},
-        "neck": {"type": "fpn", "out_channels": 256, "levels": ["P3", "P4", "P5"]},
-        "head": {
-            "num_classes": 1,
-            "stacked_convs": 4,
-            "feat_channels": 256,
-            "regress_ranges": None,  # None: (-1, 64), (64, 128), (128, 256) for P3-P5 (P2: (-1, 32) first)
-            "center_sampling": False,
-            "center_sample_radius": 1.5,
-            "focal_alpha": 0.25,
-            "focal_gamma": 2.0,
-            # small-target assignment and box parameterisation (irdet.models.heads.fcos; the
-            # paper's FCOS: assigner fcos, min_assign_size 0, box_param exp)
-            "assigner": "fcos",
-            "assign_radius": 1.0,
-            "min_assign_size": 0,
-            "box_param": "exp",
-            # BAFE-Net (Table IV switches); seg_head: false is the FCOS baseline
-            "seg_head": True,
-            "exchange": True,
-            "adapter": True,
-            "exchange_ratio": 0.5,
-            "adapter_hidden": 64,
-            "selection": "dynamic",
-            "exchange_mode": "channel",
-            "scorer": "ste",
-            "seg_loss_weight": 1.0,
-            # the reference code's shared LSK module + convs_cls / convs_seg before the exchange (irdet.models.heads.bafe)
-            "reference_blocks": False,
-            "test": {"nms_pre": 1000, "score_thr": 0.05, "nms_iou": 0.5, "max_per_img": 100},
-        },
-    },
+    # model parts (backbone, neck, heads) and input normalisation: the defaults each part declares
+    # (irdet.models.registry.model_defaults; e.g. irdet.models.heads.fcos.FCOSHead.CONFIG)
+    "model": model_defaults(),
     "data": {
         "root": None,
         "train_split": "trainval_v2",
@@ -81,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
         # training boxes under 1 px after the resize: keep (grown to 1 px, as the reference keeps them) | drop
         # (irdet before; irdet.data.transforms.KeepTinyBoxes)
         "tiny_boxes": "keep",
+        # single-frame dataset layout (irdet.data.datasets.DATASETS): densesirst (SIRSTdevkit folders)
+        "layout": "densesirst",
         "num_workers": 2,
         # BAG-CP (paper §III-B/§IV-C, Table III row f); see irdet.data.bagcp for all parameters.
         # library: a saved target library (.npz); null = built from train_split and cached.
@@ -118,23 +88,26 @@ DEFAULTS: dict[str, Any] = {
     "paper": {},
 }
 
-#: Sections whose keys are not checked against DEFAULTS (each module validates its own).
-FREE_FORM = {("data", "bagcp"), ("model", "neck"), ("paper",), ("sequence", "ann_files")}
+#: Sections whose keys are not checked against DEFAULTS (each module validates its own). The keys of
+#: the model parts' sections (``model.backbone``, ``model.neck``, ``model.head``, ``model.temporal``)
+#: are those the part named there declares (:func:`irdet.models.registry.section_keys`).
+FREE_FORM = {("data", "bagcp"), ("paper",), ("sequence", "ann_files")}
 
 # ---------------------------------------------------------------------------------------------
 # Task hook (moving targets, multi-frame). ``task: detect`` (single-frame, the default) or
-# ``task: sequence`` (multi-frame clips, :mod:`irdet.engine.sequence`). The sequence keys below
+# ``task: sequence`` (multi-frame clips, :mod:`irdet.engine.tasks.sequence`). The sequence keys below
 # are merged in *only* for ``task: sequence`` and ``task: detect`` is dropped from resolved
 # configs, so single-frame configs resolve exactly as before (same keys, same ablation hashes).
 TASKS = ("detect", "sequence")
 SEQUENCE_DEFAULTS: dict[str, Any] = {
     "task": "sequence",
     "model": {
-        # temporal fusion over the T stride-8 maps (irdet.models.temporal.TEMPORAL_DEFAULTS)
-        "temporal": {"type": "conv3d", "num_frames": 5, "hidden": None, "layers": 2, "kernel_t": 3, "init_scale": 0.1},
+        # temporal fusion over the T stride-8 maps: type, num_frames and the fusion blocks' keys
+        # (irdet.models.registry.temporal_defaults; irdet.models.temporal.TemporalFusion3D.CONFIG)
+        "temporal": temporal_defaults(),
     },
     "sequence": {
-        # dataset layout (irdet.data.sequences.LAYOUTS): irdet (synthetic) | irdst | daub | itsdt;
+        # dataset layout (irdet.data.datasets.sequence_layouts.LAYOUTS): irdet (synthetic) | irdst | daub | itsdt;
         # data.train_split / val_split / test_split name the splits (e.g. train / val / test)
         "layout": "irdet",
         # explicit COCO json per split name (relative to the data root); overrides the layout
@@ -200,7 +173,12 @@ def _apply_task(cfg: dict) -> tuple[dict, dict]:
 
 
 def validate(cfg: dict, ref: dict = DEFAULTS, prefix: tuple[str, ...] = ()) -> None:
-    """Raise :class:`ConfigError` for keys of ``cfg`` that :data:`DEFAULTS` does not know."""
+    """Raise :class:`ConfigError` for keys of ``cfg`` that :data:`DEFAULTS` does not know.
+
+    A model part's section is checked against the keys that part declares
+    (:func:`irdet.models.registry.section_keys`: e.g. ``model.neck`` with ``type: bpfpn`` accepts
+    ``shortcut`` and ``dgr``, with ``type: fpn`` it does not); :data:`FREE_FORM` sections are not checked.
+    """
     for key, value in cfg.items():
         path = prefix + (key,)
         if key not in ref:
@@ -208,7 +186,8 @@ def validate(cfg: dict, ref: dict = DEFAULTS, prefix: tuple[str, ...] = ()) -> N
             msg = f"unknown config key '{'.'.join(path)}'"
             raise ConfigError(msg + (f" (did you mean '{hint[0]}'?)" if hint else ""))
         if isinstance(value, dict) and isinstance(ref[key], dict) and path not in FREE_FORM:
-            validate(value, ref[key], path)
+            keys = section_keys(path, value)
+            validate(value, ref[key] if keys is None else keys, path)
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:

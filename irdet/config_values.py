@@ -14,8 +14,9 @@ folder and its ``config.yaml`` were written).
   (``train.batch_size >= 1``) and choices (``data.sky_mask``). A key in the table is checked by
   its rule instead of its default's type. New keys in :data:`irdet.config.DEFAULTS` are checked
   by type with no change here; add a rule only for a range, a choice or a None default.
-* Keys inside free-form sections (``data.bagcp``, ``model.neck``) are checked when the
-  defaults know them; their other keys are left to the module that reads the section.
+* Keys inside free-form sections (``data.bagcp``) and the keys a model part declares beyond
+  the defaults (e.g. BP-FPN's ``model.neck.shortcut``, :mod:`irdet.models.registry`) are checked
+  when the defaults know them; their other values are checked by the module that reads them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import re
 from typing import Any, Callable
 
 from irdet.errors import ConfigError
+from irdet.models.heads.fcos import ASSIGNERS, BOX_PARAMS
 
 __all__ = ["Rule", "RULES", "SKY_MASK_CHOICES", "PRECISION_CHOICES", "check_values", "rule_from_default"]
 
-#: Sky-mask layouts of the DenseSIRST loader (``irdet.data.densesirst.SKY_MASK_FILES``; a test keeps them equal).
+#: Sky-mask layouts of the DenseSIRST loader (``irdet.data.datasets.densesirst.SKY_MASK_FILES``; a test keeps them equal).
 SKY_MASK_CHOICES = ("palette", "binary")
 #: ``train.precision`` values: Lightning 2.x ``Trainer(precision=...)`` values
 #: (``lightning.fabric.connector._PRECISION_INPUT``) that :func:`irdet.engine.precision.resolve_precision`
@@ -122,8 +124,8 @@ RULES: dict[str, Rule] = {
     "model.head.focal_alpha": PROBABILITY,
     "model.head.min_assign_size": number(0),
     "model.head.assign_radius": number(0, lo_open=True),
-    "model.head.assigner": choice("fcos", "nearest"),
-    "model.head.box_param": choice("exp", "offset"),
+    "model.head.assigner": choice(*ASSIGNERS),
+    "model.head.box_param": choice(*BOX_PARAMS),
     "model.head.test.nms_pre": integer(1),
     "model.head.test.score_thr": PROBABILITY,
     "model.head.test.nms_iou": PROBABILITY,

@@ -45,11 +45,11 @@ def sequence_checkpoint(path: Path, overrides=()) -> Path:
     import torch
 
     from irdet.config import load_config
-    from irdet.engine.sequence import SequenceModule
+    from irdet.engine.module import DetectorModule
 
     torch.manual_seed(0)
     cfg = load_config(str(CONFIGS / "sequences" / "yolobp_r18_t5_synthetic.yaml"), [*SEQUENCE_TINY, *overrides])
-    return make_checkpoint(path, module=SequenceModule(cfg))
+    return make_checkpoint(path, module=DetectorModule(cfg))
 
 
 #: the parity tolerances of the ONNX Runtime backend against PyTorch (per matched detection)

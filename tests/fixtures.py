@@ -127,7 +127,7 @@ TINY_FCOS = ["model.neck.out_channels=32", "model.head.feat_channels=32", "model
 
 def make_checkpoint(path: Path, overrides=(), module=None) -> Path:
     """Write an irdet checkpoint of ``module`` (default: a randomly initialised tiny FCOS-R18,
-    :data:`TINY_FCOS` + ``overrides``) without a training run; :func:`irdet.engine.runner.load_checkpoint` reads it."""
+    :data:`TINY_FCOS` + ``overrides``) without a training run; :func:`irdet.engine.predict.load_checkpoint` reads it."""
     import lightning as L
     import torch
 

@@ -18,7 +18,7 @@ import irdet
 from irdet.cli import main
 from irdet.data.io import image_size, read_image
 from irdet.engine import zoo
-from irdet.engine.runner import load_checkpoint
+from irdet.engine.predict import load_checkpoint
 from irdet.errors import ConfigError, DataError, IrdetError
 
 from deploy_helpers import sequence_checkpoint
@@ -142,7 +142,7 @@ def test_default_model(checkpoint, tmp_path, monkeypatch):
 
 
 def test_sequence_models_take_frame_lists_folders_and_videos(densesirst, tmp_path):
-    from irdet.engine.sequence import VideoWriter
+    from irdet.visualize.video import VideoWriter
 
     ckpt = sequence_checkpoint(tmp_path / "seq.ckpt")
     m = irdet.load(ckpt)

@@ -110,7 +110,7 @@ def test_rules_name_existing_keys_and_choices_match_their_sources():
         for part in dotted.split("."):
             assert isinstance(node, dict) and part in node, f"RULES key {dotted!r} is not a config key"
             node = node[part]
-    from irdet.data.densesirst import SKY_MASK_FILES
+    from irdet.data.datasets.densesirst import SKY_MASK_FILES
 
     assert set(SKY_MASK_CHOICES) == set(SKY_MASK_FILES)
     from lightning.fabric.connector import _PRECISION_INPUT

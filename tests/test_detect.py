@@ -1,5 +1,5 @@
 """``irdet detect`` on image files: bad files are skipped (exit 3) and listed, every input keeps its own id
-and overlay, a used --out folder needs --overwrite (irdet.engine.runner.detect, irdet.data.densesirst.ImageFolder)."""
+and overlay, a used --out folder needs --overwrite (irdet.engine.detect.detect, irdet.data.datasets.inputs.ImageFolder)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from fixtures import make_checkpoint, write_corrupt_png
 from irdet.cli import main
-from irdet.data.densesirst import ImageFolder, unique_image_ids
+from irdet.data.datasets.inputs import ImageFolder, unique_image_ids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ import torch
 from fixtures import link_dataset, read_split
 from irdet.cli import main
 from irdet.metrics import gt_to_results, save_results
-from irdet.data.densesirst import DenseSIRST
+from irdet.data.datasets.densesirst import DenseSIRST
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

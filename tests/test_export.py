@@ -23,7 +23,7 @@ import irdet
 from irdet.cli import main
 from irdet.data.io import image_size, read_image
 from irdet.engine import zoo
-from irdet.engine.runner import load_checkpoint
+from irdet.engine.predict import load_checkpoint
 from irdet.errors import ConfigError
 
 from deploy_helpers import BAFENET_TINY, FAST_TINY, match_detections, sequence_checkpoint, train_tiny
@@ -290,7 +290,8 @@ def test_shipped_default_model_exports_and_matches_pytorch(tmp_path):
     out = tmp_path / "default.onnx"
     assert main(["export", str(SHIPPED), "--out", str(out)]) == 0
     images = [str(SAMPLE / "Misc_199.png"), str(SAMPLE / "Misc_53.png")]  # the two smallest sample images
-    _assert_parity(irdet.load(SHIPPED).predict(images), irdet.load(out).predict(images), min_matched=0)
+    # the trained model finds the clusters of both images (100 kept detections each at the default threshold)
+    _assert_parity(irdet.load(SHIPPED).predict(images), irdet.load(out).predict(images), min_matched=50)
 
 
 @needs_shipped

@@ -59,7 +59,7 @@ def seq_root(tmp_path_factory):
     ids = [line.strip() for line in (DENSESIRST_ROOT / "Splits" / "trainval_v2.txt").read_text().splitlines()][:6]
     split = tmp_path_factory.mktemp("bg") / "ids.txt"
     split.write_text("\n".join(ids))
-    from irdet.data.sequence_synthesis import synthesize_sequences
+    from irdet.data.synthesis import synthesize_sequences
 
     synthesize_sequences(DENSESIRST_ROOT, out, 4, 6, 0, split=ids, size=(64, 64), val_fraction=0.25, test_fraction=0.25,
                          progress=False)
@@ -71,7 +71,7 @@ def test_synthesize_sequences_cli(tmp_path, capsys):
 
     if not DENSESIRST_ROOT.exists():
         pytest.skip("DenseSIRST backgrounds not available")
-    pytest.importorskip("irdet.data.sequence_synthesis")
+    pytest.importorskip("irdet.data.synthesis")
     ids = [line.strip() for line in (DENSESIRST_ROOT / "Splits" / "trainval_v2.txt").read_text().splitlines()][:4]
     bg = tmp_path / "bg"
     bg.mkdir()
@@ -235,7 +235,7 @@ def test_cli_errors_are_one_line(seq_root, tmp_path, capsys):
     assert "--ann COCO_JSON goes with --predictions" in capsys.readouterr().err
     assert main(["train", str(CONFIG), "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")]) == 2
     assert "dataset root not found" in capsys.readouterr().err
-    from irdet.engine.sequence import FrameSource
+    from irdet.data.video import FrameSource
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 64)
@@ -252,7 +252,7 @@ def _empty(tmp_path: Path) -> Path:
 
 
 def test_frame_folder_is_sorted_numerically(tmp_path):
-    from irdet.engine.sequence import FrameSource
+    from irdet.data.video import FrameSource
 
     d = tmp_path / "seq7"
     d.mkdir()

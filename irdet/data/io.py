@@ -75,7 +75,7 @@ def image_size(path, verify: bool = False) -> tuple[int, int]:
         path: image file.
         verify: also run PIL's ``Image.verify()``, which reads the whole file without
             decoding pixels and finds truncated files and (PNG) chunk checksum errors
-            (irdet extension, used by :meth:`irdet.data.densesirst.DenseSIRST.check`).
+            (irdet extension, used by :meth:`irdet.data.datasets.base.SingleFrameDataset.check`).
 
     Raises:
         DataError: missing or unreadable file (with ``verify``: truncated, corrupt, or of zero size).
@@ -280,7 +280,7 @@ def default_file_mode() -> int:
     """Permission bits a plain ``open(path, "w")`` would give a new file: ``0o666 & ~umask``.
 
     ``tempfile.mkstemp`` creates its files with mode 0600 whatever the umask; the atomic
-    writers here (and :class:`irdet.engine.sequence.VideoWriter`) chmod their temp file to
+    writers here (and :class:`irdet.visualize.video.VideoWriter`) chmod their temp file to
     this mode so results are as readable as any other file (0644 under umask 022).
     Source: irdet extension.
     """

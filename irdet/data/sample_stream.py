@@ -68,7 +68,7 @@ class SeededSamples(Dataset):
 
     Args:
         dataset: a map-style dataset (e.g. a :class:`~torch.utils.data.ConcatDataset` of
-            :class:`~irdet.data.densesirst.DenseSIRST`).
+            :class:`~irdet.data.datasets.densesirst.DenseSIRST`).
         seed: the run's seed (``train.seed``).
         epoch: epoch of plain ``int`` keys.
 

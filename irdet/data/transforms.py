@@ -1,6 +1,6 @@
 """Train / test pipelines for single-frame detection, built on ``torchvision.transforms.v2``.
 
-Samples are dicts of tv_tensors (see :class:`irdet.data.densesirst.DenseSIRST`); every
+Samples are dicts of tv_tensors (:func:`irdet.data.datasets.base.to_sample`); every
 geometric step moves image, boxes, masks and points together.
 
 Train (BAFE-Net paper §V-A): resize to 512×512 (stretch, as the reference config) → BAG-CP (optional,
@@ -9,7 +9,8 @@ configs, irdet extension) → clamp boxes to the image, grow boxes under 1 px to
 (:class:`KeepTinyBoxes`) and drop only the boxes that left the image → pad bottom/right to
 a multiple of 32 (image 0, sky mask 255 = ignore, target mask 0).
 Test: resize (+ pad, a no-op at 512×512); the detector maps predictions back to the
-original image (:meth:`irdet.models.heads.fcos.FCOSHead.predict`).
+original image (:meth:`irdet.models.heads.fcos.FCOSHead.predict`). Batching:
+:func:`irdet.data.collate.collate`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = [
     "TINY_BOX_CHOICES",
     "build_train_transforms",
     "build_test_transforms",
-    "collate",
+    "IGNORE_INDEX",
 ]
 
 #: Fill value of padded sky-mask pixels: ignored by the segmentation loss.
@@ -264,36 +265,47 @@ def build_test_transforms(
     return v2.Compose([_resize(img_size, keep_ratio), PadToMultiple(pad_divisor)])
 
 
-def collate(samples: list[dict]) -> dict:
-    """Batch samples: images (N, 3, H, W) float32 padded to the largest, plus per-image lists.
+# ---------------------------------------------------------------------- clips (moving-target sequences)
+def _labels_and_tracks(sample: dict):
+    return (sample["labels"], sample["track_ids"]) if "track_ids" in sample else sample["labels"]
 
-    Returns a dict with ``images`` (N, 3, Hmax, Wmax), ``sky_mask`` (N, Hmax, Wmax) uint8
-    (255 where padded or missing) when any sample has one, and lists ``boxes`` (each
-    (n_i, 4) float32), ``labels``, ``image_id``, ``orig_size``, ``img_size``, and ``path``
-    when present.
+
+def clip_transforms(
+    img_size: Sequence[int] | None = (512, 512),
+    train: bool = False,
+    flip_prob: float = 0.5,
+    *,
+    pad_divisor: int = 32,
+    crop: Sequence[int] | None = None,
+    crop_p_target: float = 0.9,
+) -> v2.Compose:
+    """torchvision.transforms.v2 pipeline for clip items of
+    :class:`irdet.data.datasets.sequences.SequenceDataset` (every frame transformed identically).
+
+    Train: resize every frame to ``img_size`` (stretch; None = keep) → horizontal flip of all
+    frames and the boxes together with probability ``flip_prob`` (one draw per clip) →
+    optional target-aware crop of all frames (``crop``, irdet extension for CPU budgets,
+    :class:`TargetAwareCrop`) → clamp boxes to the image and drop those left under 1 px
+    (labels and track ids with them) → pad H, W to a multiple of ``pad_divisor``. Test:
+    resize → pad (never cropped).
+
+    Args:
+        img_size: (H, W) in pixels, or None for no resize.
+        train: training pipeline (flip + box sanitising) or test pipeline.
+        flip_prob: probability of the horizontal flip (train only).
+        pad_divisor: pad H, W up to a multiple of this (bottom/right, zeros).
+        crop: (h, w) in pixels of the training crop, or None; ``crop_p_target`` the
+            probability that it is centred near a target.
     """
-    hmax = max(s["image"].shape[-2] for s in samples)
-    wmax = max(s["image"].shape[-1] for s in samples)
-    images = torch.zeros(len(samples), 3, hmax, wmax, dtype=torch.float32)
-    for i, s in enumerate(samples):
-        h, w = s["image"].shape[-2:]
-        images[i, :, :h, :w] = s["image"].as_subclass(torch.Tensor)
-    batch = {
-        "images": images,
-        "image_id": [s["image_id"] for s in samples],
-        "orig_size": [tuple(s["orig_size"]) for s in samples],
-        "img_size": [tuple(s.get("img_size", s["image"].shape[-2:])) for s in samples],
-    }
-    if "boxes" in samples[0]:
-        batch["boxes"] = [s["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4) for s in samples]
-        batch["labels"] = [s["labels"].as_subclass(torch.Tensor) for s in samples]
-    if any("sky_mask" in s for s in samples):
-        sky = torch.full((len(samples), hmax, wmax), IGNORE_INDEX, dtype=torch.uint8)
-        for i, s in enumerate(samples):
-            if "sky_mask" in s:
-                m = s["sky_mask"].as_subclass(torch.Tensor)
-                sky[i, : m.shape[-2], : m.shape[-1]] = m
-        batch["sky_mask"] = sky
-    if "path" in samples[0]:
-        batch["path"] = [s["path"] for s in samples]
-    return batch
+    steps: list = []
+    if img_size is not None:
+        steps.append(v2.Resize(size=(int(img_size[0]), int(img_size[1])), antialias=True))
+    if train:
+        steps += [
+            v2.RandomHorizontalFlip(p=flip_prob),
+            *([TargetAwareCrop(crop, crop_p_target)] if crop else []),
+            v2.ClampBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(min_size=1, labels_getter=_labels_and_tracks),
+        ]
+    steps.append(PadToMultiple(pad_divisor))
+    return v2.Compose(steps)

@@ -50,8 +50,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from irdet.config import config_task
 from irdet.deploy import require
+from irdet.engine.tasks import task_of
+from irdet.engine.zoo import _version
 from irdet.errors import ConfigError, DataError, IrdetError
 from irdet.models.postprocess import OUTPUT_KEYS
 from irdet.models.tiling import network_stride
@@ -72,12 +73,6 @@ class _RawOutputs(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out, _ = self.model(x.half() if self.half else x)
         return tuple(t.float() for key in self.keys for t in out[key])
-
-
-def _version() -> str:
-    from irdet.engine.zoo import _version as version
-
-    return version()
 
 
 def _geometry(cfg: dict, model: nn.Module, dynamic: bool | None) -> tuple[bool, int, tuple[int, int]]:
@@ -112,14 +107,14 @@ def export_metadata(module, model: nn.Module, keys: list[str], levels: int, dyna
     cfg = module.config
     d = cfg["data"]
     head = model.head
-    sequence = config_task(cfg) == "sequence"
+    task = task_of(cfg)
     meta = {
         "irdet_format": FORMAT,
         "irdet_version": _version(),
-        "task": config_task(cfg),
+        "task": task.name,
         "source": source,
-        "input_name": "video" if sequence else "images",
-        "input_layout": "N,T,3,H,W" if sequence else "N,3,H,W",
+        "input_name": task.input_key,
+        "input_layout": task.input_layout,
         "input_range": [0.0, 255.0],
         "pixel_mean": [float(v) for v in model.pixel_mean.flatten().tolist()],
         "pixel_std": [float(v) for v in model.pixel_std.flatten().tolist()],
@@ -139,7 +134,7 @@ def export_metadata(module, model: nn.Module, keys: list[str], levels: int, dyna
         "metrics": dict(getattr(module, "packaged_metrics", None) or {}),
         "config": cfg,
     }
-    if sequence:
+    if "T" in task.input_layout.split(","):
         meta["num_frames"] = int(model.num_frames)
     return meta
 
@@ -149,8 +144,8 @@ def build_onnx(module, opset: int | None = None, dynamic: bool | None = None, ha
     """Export ``module``'s network to an in-memory ONNX model (see the module docstring).
 
     Args:
-        module: a loaded :class:`~irdet.engine.module.DetectorModule` or ``SequenceModule``
-            (:func:`irdet.engine.runner.load_checkpoint`); it is not modified.
+        module: a loaded :class:`~irdet.engine.module.DetectorModule`
+            (:func:`irdet.engine.predict.load_checkpoint`); it is not modified.
         opset: ONNX opset (None: the exporter's default).
         dynamic: dynamic H/W; None = only where the input size varies (native resolution,
             ``keep_ratio``). False for such a model is refused.
@@ -179,8 +174,8 @@ def build_onnx(module, opset: int | None = None, dynamic: bool | None = None, ha
     model.eval()
     cfg = module.config
     dynamic, align, (h, w) = _geometry(cfg, model, dynamic)
-    sequence = config_task(cfg) == "sequence"
-    shape = (2, int(model.num_frames), 3, h, w) if sequence else (2, 3, h, w)
+    task = task_of(cfg)
+    shape = task.example_shape(model, 2, h, w)
     example = torch.rand(*shape, generator=torch.Generator().manual_seed(0)) * 255
     with torch.no_grad():
         probe, _ = model(example.half() if half else example)
@@ -189,7 +184,7 @@ def build_onnx(module, opset: int | None = None, dynamic: bool | None = None, ha
     meta = export_metadata(module, model, keys, levels, dynamic, align, (h, w), half, source)
     dims = {0: torch.export.Dim("batch", min=1)}
     if dynamic:
-        hw = (3, 4) if sequence else (2, 3)
+        hw = (len(shape) - 2, len(shape) - 1)
         dims[hw[0]] = align * torch.export.Dim("h_blocks", min=1)
         dims[hw[1]] = align * torch.export.Dim("w_blocks", min=1)
     try:

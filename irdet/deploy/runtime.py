@@ -2,11 +2,11 @@
 
 :func:`load_onnx` turns an ``irdet export`` file (:mod:`irdet.deploy.export`) into a module
 that the PyTorch code paths use unchanged: :class:`OnnxModule` is a
-:class:`~irdet.engine.module.DetectorModule` (``OnnxSequenceModule`` a ``SequenceModule``)
-whose ``model`` runs the network in an ``onnxruntime.InferenceSession`` and returns the raw
-head outputs as torch tensors; ``predict`` is the very method of the PyTorch model
+:class:`~irdet.engine.module.DetectorModule` (of the file's task) whose ``model`` (the task's
+entry of :data:`ONNX_MODELS`) runs the network in an ``onnxruntime.InferenceSession`` and
+returns the raw head outputs as torch tensors; ``predict`` is the very method of the PyTorch model
 (:meth:`irdet.models.detector.Detector.predict`, tiling included;
-:meth:`irdet.models.temporal.SequenceDetector.predict`), and the head's ``predict`` is
+:meth:`irdet.models.sequence_detector.SequenceDetector.predict`), and the head's ``predict`` is
 :func:`irdet.models.postprocess.decode_detections` with the strides and test settings stored
 in the file. So ``irdet evaluate``, ``irdet detect`` (also ``--tile``, and video for sequence
 models) and :func:`irdet.load` run ONNX models through the same data pipeline, decoding,
@@ -35,16 +35,15 @@ import torch
 from torch import nn
 
 from irdet.deploy import require
-from irdet.deploy.export import FORMAT
+from irdet.deploy.export import FORMAT, build_onnx
 from irdet.engine.module import DetectorModule
-from irdet.engine.sequence import SequenceModule
+from irdet.engine.tasks import task_of
 from irdet.errors import ConfigError, DataError
-from irdet.models.detector import Detector, neck_inputs
+from irdet.models import Detector, SequenceDetector, neck_inputs
 from irdet.models.postprocess import decode_detections
-from irdet.models.temporal import SequenceDetector
 
-__all__ = ["OPTIMIZATIONS", "OnnxNetwork", "OnnxHead", "OnnxDetector", "OnnxSequenceDetector", "OnnxModule",
-           "OnnxSequenceModule", "load_onnx", "onnx_module"]
+__all__ = ["OPTIMIZATIONS", "OnnxNetwork", "OnnxHead", "OnnxDetector", "OnnxSequenceDetector", "ONNX_MODELS",
+           "OnnxModule", "load_onnx", "onnx_module"]
 
 #: ``optimization`` values → ``onnxruntime.GraphOptimizationLevel`` names
 OPTIMIZATIONS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
@@ -110,7 +109,7 @@ class OnnxNetwork:
                 (dynamic H/W), or not the fixed ``input_size``.
         """
         m = self.meta
-        rank = 5 if m["task"] == "sequence" else 4
+        rank = len(m["input_layout"].split(","))  # N,3,H,W or N,T,3,H,W
         ok = len(shape) == rank and shape[-3] == 3 and (rank == 4 or shape[1] == m["num_frames"])
         if ok and m["dynamic_hw"]:
             ok = shape[-2] % m["hw_multiple"] == 0 and shape[-1] % m["hw_multiple"] == 0
@@ -171,7 +170,7 @@ class OnnxDetector(nn.Module):
 
 
 class OnnxSequenceDetector(nn.Module):
-    """A multi-frame ONNX model with :class:`~irdet.models.temporal.SequenceDetector`'s interface.
+    """A multi-frame ONNX model with :class:`~irdet.models.sequence_detector.SequenceDetector`'s interface.
 
     ``forward(video (N, T, 3, H, W))``; ``frame_features`` returns the frames themselves (the
     graph runs whole clips), so ``head_from_features`` of a (N, T, 3, H, W) stack of cached
@@ -202,14 +201,20 @@ class OnnxSequenceDetector(nn.Module):
     predict_features = SequenceDetector.predict_features
 
 
-class _OnnxInit:
-    """``__init__`` of the ONNX modules: the config and model come from the file, nothing is built."""
+#: ``task`` of an exported model → the ONNX model class with its PyTorch model's interface
+ONNX_MODELS: dict[str, type[nn.Module]] = {"detect": OnnxDetector, "sequence": OnnxSequenceDetector}
+
+
+class OnnxModule(DetectorModule):
+    """:class:`~irdet.engine.module.DetectorModule` (prediction only) over an ONNX model
+    (:data:`ONNX_MODELS`): the config and model come from the file, nothing is built."""
 
     backend = "onnxruntime"
 
     def __init__(self, config: dict, model: nn.Module, path: str | None = None):
         L.LightningModule.__init__(self)
         self.config = config
+        self.task = task_of(config)
         self.model = model
         self.onnx_path = path
         self.packaged_metrics = dict(model.network.meta.get("metrics") or {})
@@ -217,19 +222,11 @@ class _OnnxInit:
         self._val_ground_truth = None
 
 
-class OnnxModule(_OnnxInit, DetectorModule):
-    """:class:`~irdet.engine.module.DetectorModule` (prediction only) over an :class:`OnnxDetector`."""
-
-
-class OnnxSequenceModule(_OnnxInit, SequenceModule):
-    """:class:`~irdet.engine.sequence.SequenceModule` (prediction only) over an :class:`OnnxSequenceDetector`."""
-
-
 def load_onnx(model, threads: int | None = None, optimization: str = "all", name: str | None = None):
     """Load an ``irdet export`` file (or its bytes) for ONNX Runtime inference.
 
     Returns:
-        an :class:`OnnxModule` (``OnnxSequenceModule`` for ``task: sequence``), eval mode,
+        an :class:`OnnxModule` over the task's :data:`ONNX_MODELS` entry, eval mode,
         ``backend == "onnxruntime"``, ``config`` = the exported model's config.
 
     Raises:
@@ -237,19 +234,13 @@ def load_onnx(model, threads: int | None = None, optimization: str = "all", name
     """
     network = OnnxNetwork(model, threads, optimization, name)
     cfg = network.meta["config"]
-    if network.meta["task"] == "sequence":
-        module = OnnxSequenceModule(cfg, OnnxSequenceDetector(network), network.name)
-    else:
-        module = OnnxModule(cfg, OnnxDetector(network), network.name)
-    return module.eval()
+    return OnnxModule(cfg, ONNX_MODELS[network.meta["task"]](network), network.name).eval()
 
 
 def onnx_module(module, threads: int | None = None, optimization: str = "all", half: bool = False,
                 optimize: bool = True):
     """A PyTorch module exported in memory (dynamic H/W, :func:`irdet.deploy.export.build_onnx`)
     and loaded with :func:`load_onnx`: ``--backend onnxruntime`` on a checkpoint or weights file."""
-    from irdet.deploy.export import build_onnx
-
     proto = build_onnx(module, dynamic=True, half=half, optimize=optimize)
     return load_onnx(proto.SerializeToString(), threads, optimization,
                      name=f"<{module.config.get('name', 'model')} exported to ONNX>")

@@ -33,13 +33,15 @@ from pathlib import Path
 
 from irdet.config import config_task, load_config
 from irdet.data.io import atomic_write_bytes, atomic_write_json
+from irdet.engine.evaluate import evaluate_checkpoint
+from irdet.engine.tasks import TASKS, task_of
+from irdet.engine.train import train
 from irdet.errors import ConfigError
-from irdet.models.detector import BAFE_KEYS
+from irdet.models import unused_head_keys
 
 __all__ = ["table_rows", "config_key", "run_row", "ablate", "format_markdown"]
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EXCHANGE_KEYS = tuple(k for k in BAFE_KEYS if k not in ("exchange", "seg_loss_weight", "reference_blocks"))
 _IGNORED = (("name",), ("description",), ("paper",), ("train", "threads"), ("data", "num_workers"), ("data", "root"))
 # settings added after runs were measured: hashed only when set away from this default, so
 # the keys (and finished runs) of every earlier row stay valid
@@ -48,9 +50,8 @@ _LATER_DEFAULTS = {("data", "crop_on"): "all", ("model", "head", "reference_bloc
                    ("data", "bagcp", "variant"): "paper",
                    # a changed default: runs measured before it dropped boxes under 1 px, so their keys are
                    # those of tiny_boxes=drop, and rows at today's default (keep) get new keys and run again
-                   ("data", "tiny_boxes"): "drop"}
-#: keys a sequence (multi-frame) run does not read: never hashed for it
-_SEQUENCE_UNUSED = (("data", "tiny_boxes"),)
+                   ("data", "tiny_boxes"): "drop",
+                   ("data", "layout"): "densesirst"}
 
 
 def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:
@@ -74,8 +75,8 @@ def config_key(cfg: dict) -> str:
     an FCOS head, the exchange keys without exchange), so equal experiments get equal keys.
     """
     c = copy.deepcopy(cfg)
-    ignored = (_IGNORED if config_task(c) != "sequence"
-               else tuple(p for p in _IGNORED if p != ("data", "root")) + _SEQUENCE_UNUSED)
+    task = task_of(c)  # keys its runs do not read are never hashed; data.root is for tasks whose root is the benchmark
+    ignored = tuple(p for p in _IGNORED if p != ("data", "root") or not task.root_in_run_key) + task.unused_keys
     for path in ignored + tuple(p for p, v in _LATER_DEFAULTS.items() if _get(c, p) == v):
         node = c
         for part in path[:-1]:
@@ -85,11 +86,8 @@ def config_key(cfg: dict) -> str:
     if not bagcp.get("enabled", False) or not bagcp.get("copy_paste", True):
         c["data"]["bagcp"] = {"enabled": False}
     head = c["model"]["head"]
-    if not head.get("seg_head", True):
-        head = {k: v for k, v in head.items() if k not in BAFE_KEYS and k != "exchange"}
-    elif not head.get("exchange", True):
-        head = {k: v for k, v in head.items() if k not in EXCHANGE_KEYS}
-    c["model"]["head"] = head
+    unused = unused_head_keys(head)  # e.g. the BAFE-Net keys of an FCOS head, the exchange keys without exchange
+    c["model"]["head"] = {k: v for k, v in head.items() if k not in unused}
     return hashlib.sha1(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -151,8 +149,6 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
 
     Returns None when another process holds the run's lock.
     """
-    from irdet.engine.runner import evaluate_checkpoint, train
-
     key = config_key(cfg)
     run = runs_dir / key
     result_file = run / "result.json"
@@ -169,39 +165,21 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         use_best = cfg["data"]["val_split"] is not None and best.is_file()  # no val split: the last checkpoint
         split = split or cfg["data"]["test_split"]
         metrics = evaluate_checkpoint(best if use_best else last, data, split, run / f"eval_{split}")
+        task = task_of(cfg)  # its metrics (single-frame: VOC, Table II protocol; sequence: SSTNet protocol) and cost
         result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if use_best else "last",
-                  **{k: metrics[k] for k in _METRICS[config_task(cfg)]}, **_cost(cfg)}
+                  **{k: metrics[k] for k in task.result_metrics}, **task.cost(cfg)}
         atomic_write_json(result_file, result)
         return result
     finally:
         lock.release()
 
 
-#: metrics kept in ``result.json`` per task (single-frame: VOC, BAFE-Net Table II protocol; sequence: SSTNet protocol)
-_METRICS = {"detect": ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"),
-            "sequence": ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa")}
-#: measured columns of the markdown table per task
-_COLUMNS = {"detect": ("mAP07", "recall", "mAP12"), "sequence": ("AP50", "precision", "recall", "F1", "Pd", "Fa")}
-
-
-def _cost(cfg: dict) -> dict:
-    """Parameters and MACs at ``data.img_size`` (MACs None for multi-frame detectors)."""
-    if config_task(cfg) == "sequence":
-        from irdet.models.temporal import build_sequence_detector
-
-        return {"params": int(sum(p.numel() for p in build_sequence_detector(cfg["model"]).parameters())), "macs": None}
-    from irdet.models.complexity import complexity
-    from irdet.models.detector import build_detector
-
-    stats = complexity(build_detector(cfg["model"]), cfg["data"]["img_size"])
-    return {"params": stats["params"], "macs": stats["macs"]}
-
-
 def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict | None]]) -> str:
-    """Markdown table of measured rows beside the paper's numbers (sequence rows: their own columns)."""
-    task = config_task(rows[0][1]) if rows else "detect"
-    cols = _COLUMNS[task]
-    paper = ("paper mAP07", "paper recall07", "paper mAP12") if task == "detect" else ()
+    """Markdown table of measured rows beside the paper's numbers (the columns of the rows' task:
+    :attr:`irdet.engine.tasks.Task.table_columns` and ``paper_columns``)."""
+    task = task_of(rows[0][1]) if rows else TASKS["detect"]
+    cols = task.table_columns
+    paper = [header for header, _ in task.paper_columns]
     head = ("row", "description", *cols, "params (M)", "GMACs", *paper, "run")
     lines = [f"### {table} (budget: {budget})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -215,7 +193,7 @@ def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict |
         else:
             macs = res.get("macs")
             measured = [f(res.get(c)) for c in cols] + [f"{res['params'] / 1e6:.2f}", "–" if macs is None else f"{macs / 1e9:.2f}"]
-        cells = [path.stem, cfg.get("description", ""), *measured, *(f(p.get(k)) for k in ("mAP07", "recall07", "mAP12")[: len(paper)]),
+        cells = [path.stem, cfg.get("description", ""), *measured, *(f(p.get(k)) for _, k in task.paper_columns),
                  res["key"] if res else config_key(cfg)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Lightning data module for DenseSIRST-layout datasets (train / val / test / predict loaders)."""
+"""The LightningDataModule of every task (train / val / test / predict loaders); the task opens the splits."""
 
 from __future__ import annotations
 
@@ -8,110 +8,54 @@ import lightning as L
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from irdet.data.densesirst import DenseSIRST
-from irdet.data.library_cache import LIBRARY_TARGET_MASK, cached_target_library, library_cache_path
-from irdet.data.transforms import build_test_transforms, build_train_transforms, collate
 from irdet.engine.resume import train_loader
-from irdet.errors import DataFilesError
+from irdet.engine.tasks import task_of
 
-__all__ = ["DenseSIRSTDataModule", "build_bagcp_transform", "test_transforms_from_cfg", "library_cache_path"]
-
-
-def build_bagcp_transform(cfg: dict, root: Path):
-    """BAG-CP transform from ``data.bagcp`` (None when disabled).
-
-    The target library is ``data.bagcp.library`` when given, else built from the training
-    split's boxes once and cached (:func:`irdet.data.library_cache.cached_target_library`:
-    rebuilt when the split file or its images/annotations changed).
-    """
-    bcfg = dict(cfg["data"].get("bagcp") or {})
-    if not bcfg.get("enabled", False) or not bcfg.get("copy_paste", True):
-        return None
-    from irdet.data.bagcp import build_bagcp
-    from irdet.data.target_library import TargetLibrary
-
-    lib_path = bcfg.get("library")
-    split = cfg["data"]["train_split"]
-    if lib_path:
-        library = TargetLibrary.load(lib_path)
-    else:
-        library = cached_target_library(root, split, progress=True)
-    return build_bagcp(bcfg, library, img_size=cfg["data"]["img_size"], keep_ratio=cfg["data"]["keep_ratio"])
+__all__ = ["DataModule"]
 
 
-def test_transforms_from_cfg(cfg: dict):
-    """The test pipeline (resize + pad) of a config."""
-    d = cfg["data"]
-    return build_test_transforms(d["img_size"], keep_ratio=d["keep_ratio"], pad_divisor=d["pad_divisor"])
-
-
-class DenseSIRSTDataModule(L.LightningDataModule):
-    """Train on ``data.train_split`` (repeated ``data.repeat`` times per epoch; 3 in the BAFE-Net protocol),
-    validate on ``data.val_split`` (null: no validation set), test/predict on ``data.test_split``.
+class DataModule(L.LightningDataModule):
+    """Train on ``data.train_split`` (repeated ``data.repeat`` times per epoch; 3 in the BAFE-Net
+    protocol), validate on ``data.val_split`` (null: no validation set), test / predict on
+    ``data.test_split``; the config's task (:func:`irdet.engine.tasks.task_of`) opens the splits
+    (training or test transforms), checks their files first and batches their items.
 
     Args:
         cfg: full config dict (see :mod:`irdet.config`).
-        root: dataset root (DenseSIRST layout).
+        root: dataset root (the task's layout).
     """
 
     def __init__(self, cfg: dict, root: Path):
         super().__init__()
         self.cfg = cfg
         self.root = Path(root)
+        self.task = task_of(cfg)
+        self.collate_fn = self.task.collate
         self.train_set = self.val_set = self.test_set = None
 
-    def _train_sky_mask(self) -> str | None:
-        """Sky masks are read for training when the seg head or BAG-CP needs them."""
-        d = self.cfg["data"]
-        return d["sky_mask"] if self.cfg["model"]["head"].get("seg_head", True) or d["bagcp"].get("enabled") else None
-
     def check_files(self, stage: str | None = None) -> None:
-        """Check every file ``stage`` will read before anything is built or trained.
-
-        ``fit``: the train split's images, xmls and (when used) sky masks, plus its target
-        masks when the BAG-CP library is built from the split; ``fit``/``validate``: the val
-        split's images and xmls (:meth:`irdet.data.densesirst.DenseSIRST.find_problems`: headers,
-        sizes, xml parsing; 1.5-2 s for ``trainval_v2`` + ``val_v2`` on 2 cores, page cache warm).
+        """Check every file ``stage`` will read before anything is built or trained
+        (:meth:`irdet.engine.tasks.Task.check_files`: the training split for ``fit``, the
+        validation split for ``fit`` / ``validate``).
 
         Raises:
             DataFilesError: every bad file of all of them, in one error.
-
-        Source: irdet extension (without it a broken val xml stopped the run after the first
-        epoch, a broken sky mask when its image was first drawn).
         """
         d = self.cfg["data"]
-        bcfg = d.get("bagcp") or {}
-        library_from_split = bcfg.get("enabled", False) and bcfg.get("copy_paste", True) and not bcfg.get("library")
-        datasets = []
-        if stage in (None, "fit") and self.train_set is None:
-            datasets.append(DenseSIRST(self.root, d["train_split"], sky_mask=self._train_sky_mask(),
-                                       target_mask=LIBRARY_TARGET_MASK if library_from_split else None))
-        if stage in (None, "fit", "validate") and self.val_set is None and d["val_split"] is not None:
-            datasets.append(DenseSIRST(self.root, d["val_split"], sky_mask=None))
-        problems = [p for ds in datasets for p in ds.find_problems()]
-        if problems:
-            raise DataFilesError(self.root, problems)
+        train = stage in (None, "fit") and self.train_set is None
+        val = stage in (None, "fit", "validate") and self.val_set is None and d["val_split"] is not None
+        self.task.check_files(self.cfg, self.root, train, val)
 
     def setup(self, stage: str | None = None) -> None:
         d = self.cfg["data"]
-        sky = self._train_sky_mask()
         self.check_files(stage)
         if stage in (None, "fit") and self.train_set is None:
-            train_tf = build_train_transforms(
-                d["img_size"], keep_ratio=d["keep_ratio"], flip_prob=d["flip_prob"],
-                bagcp=build_bagcp_transform(self.cfg, self.root),
-                crop=d["crop"], crop_p_target=d["crop_p_target"], crop_on=d["crop_on"],
-                pad_divisor=d["pad_divisor"], tiny_boxes=d.get("tiny_boxes", "keep"),
-            )
-            base = DenseSIRST(self.root, d["train_split"], sky_mask=sky, transforms=train_tf)
+            base = self.task.open_split(self.cfg, self.root, d["train_split"], train=True)
             self.train_set = ConcatDataset([base] * max(1, int(d["repeat"])))
         if stage in (None, "fit", "validate") and self.val_set is None and d["val_split"] is not None:  # null: no validation
-            self.val_set = DenseSIRST(self.root, d["val_split"], sky_mask=None, transforms=test_transforms_from_cfg(self.cfg))
+            self.val_set = self.task.open_split(self.cfg, self.root, d["val_split"])
         if stage in (None, "test", "predict") and self.test_set is None:
-            self.test_set = DenseSIRST(self.root, d["test_split"], sky_mask=None, transforms=test_transforms_from_cfg(self.cfg))
-
-    #: batches samples (the sequence data module batches clips instead)
-    collate_fn = staticmethod(collate)
+            self.test_set = self.task.open_split(self.cfg, self.root, d["test_split"])
 
     def _loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = int(self.cfg["data"]["num_workers"])

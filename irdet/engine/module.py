@@ -1,18 +1,20 @@
-"""LightningModule wrapping a single-frame detector: training losses, validation mAP, prediction."""
+"""The LightningModule of every task: training losses, validation metrics, prediction.
+
+:class:`DetectorModule` is task-independent: the config's task (:func:`irdet.engine.tasks.task_of`)
+builds the network, names the batch's input, turns a batch into prediction items and computes
+the validation metrics; the module adds the Lightning steps, the optimizer and the schedule.
+"""
 
 from __future__ import annotations
 
 import math
 
 import lightning as L
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from irdet.engine.optim import build_optimizer, build_scheduler
-from irdet.metrics import evaluate
-from irdet.models.detector import build_detector
-from irdet.models.tiling import tile_options
+from irdet.engine.tasks import task_of
 
 __all__ = ["DetectorModule", "gather_predictions"]
 
@@ -30,35 +32,37 @@ def gather_predictions(preds: dict) -> dict:
 
 
 class DetectorModule(L.LightningModule):
-    """Training / validation / prediction for FCOS and BAFE-Net (BAFE-Net paper §IV–§V, Table II protocol).
+    """Training / validation / prediction of a detector (BAFE-Net paper §IV–§V protocol for
+    ``task: detect``, the SSTNet protocol for ``task: sequence``).
 
     Args:
         config: the full config dict (stored in checkpoints as a hyper-parameter, so a
             checkpoint alone rebuilds the model).
 
+    Attributes:
+        task: the config's :class:`~irdet.engine.tasks.Task`. model: its network.
+
     Logged: ``train/loss*`` every ``train.log_every_n_steps``; after each validation
-    ``val/mAP07``, ``val/mAP12``, ``val/recall``, ``val/AP75``, ``val/Pd``, ``val/Fa``.
-    ``predict_step`` returns one dict per image: ``image_id``, ``boxes`` (K, 4) float32
-    pixel-edge in original pixels, ``scores`` (K,), ``orig_size``, ``path`` (if any) and, for
-    BAFE-Net, ``sky_prob`` (h, w) float32 in [0, 1] at the finest level's resolution; then
-    the batch's ``skipped`` markers (``{"image_id", "path", "skipped": reason}``, see
-    :class:`irdet.data.densesirst.ImageFolder`) unchanged. With ``eval.tile`` set, validation and
-    prediction run tiled (:mod:`irdet.models.tiling`; ``sky_prob`` stitched). Under mixed precision the heads
+    ``val/<key>`` for the task's ``val_metrics`` (``val/mAP07``, ``val/mAP12``, ``val/recall``,
+    ``val/AP75``, ``val/Pd``, ``val/Fa`` for single-frame models; ``val/AP50``, ``val/AP50_95``,
+    ``val/precision``, ``val/recall``, ``val/F1``, ``val/Pd``, ``val/Fa`` for sequence models).
+    ``predict_step`` returns the task's prediction items (one dict per image or clip:
+    ``image_id``, ``boxes`` (K, 4) float32 pixel-edge in original pixels, ``scores`` (K,),
+    ``orig_size``, ...; :meth:`irdet.engine.tasks.Task.prediction_items`), then the batch's
+    ``skipped`` markers (``{"image_id", "path", "skipped": reason}``, see
+    :class:`irdet.data.datasets.inputs.ImageFolder`) unchanged. Under mixed precision the heads
     return float32 outputs (:class:`irdet.models.heads.fcos.FCOSHead`), so losses, assignment and
     decoding run in fp32.
     """
-
-    #: builds the network from ``config["model"]``; key of the input tensor in a batch
-    build_model = staticmethod(build_detector)
-    input_key = "images"
 
     def __init__(self, config: dict):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = config
-        self.model = self.build_model(config["model"])
+        self.task = task_of(config)
+        self.model = self.task.build_model(config["model"])
         self._val_preds: dict = {}
-        self._val_ground_truth: tuple[dict, dict] | None = None  # (boxes, sizes) of the val split, cached
+        self._val_ground_truth = None  # of the val split, read once (the task's ground truth)
 
     def forward(self, images: torch.Tensor):
         return self.model(images)
@@ -67,38 +71,18 @@ class DetectorModule(L.LightningModule):
         losses = self.model.loss(batch)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"non-finite loss at step {self.global_step}: { {k: float(v) for k, v in losses.items()} }")
-        n = len(batch[self.input_key])
+        n = len(batch[self.task.input_key])
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=n)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
         return losses["loss"]
 
     def _predict(self, batch: dict) -> list[dict]:
-        # eval.tile null (the default): the whole input in one pass; else tiled (irdet.models.tiling)
-        dets, out = self.model.predict(batch, **tile_options(self.config))
-        sky = out.get("seg_logits")
-        results = []
-        for i, det in enumerate(dets):
-            item = {
-                "image_id": batch["image_id"][i],
-                "boxes": det["boxes"].float().cpu().numpy(),
-                "scores": det["scores"].float().cpu().numpy(),
-                "orig_size": tuple(batch["orig_size"][i]),
-            }
-            if "path" in batch:
-                item["path"] = batch["path"][i]
-            if sky is not None:
-                h, w = batch["img_size"][i]
-                stride = self.model.head.strides[0]
-                item["sky_prob"] = sky[0][i, 0, : math.ceil(h / stride), : math.ceil(w / stride)].sigmoid().float().cpu().numpy()
-            results.append(item)
-        return results
-
-    #: key of a prediction item that identifies its image in ``_val_preds``
-    val_key = "image_id"
+        return self.task.prediction_items(self, batch)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        key = self.task.val_key
         for item in self._predict(batch):
-            self._val_preds[item[self.val_key]] = (item["boxes"], item["scores"])
+            self._val_preds[item[key]] = (item["boxes"], item["scores"])
 
     def on_validation_epoch_end(self) -> None:
         preds = gather_predictions(self._val_preds)
@@ -106,15 +90,11 @@ class DetectorModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         if self._val_ground_truth is None:
-            self._val_ground_truth = self.trainer.datamodule.val_set.ground_truth()
-        boxes, sizes = self._val_ground_truth
-        ids = [i for i in boxes if i in preds] if self.trainer.limit_val_batches not in (None, 1.0) else list(boxes)
-        gts = {i: boxes[i] for i in ids}
-        dets = {i: preds.get(i, (np.zeros((0, 4)), np.zeros(0))) for i in ids}
-        m = evaluate(gts, dets, {i: sizes[i] for i in ids}, pdfa_score_thr=self.config["eval"]["pdfa_score_thr"])
-        for key in ("mAP07", "mAP12", "recall", "AP75", "Pd", "Fa"):
-            # every rank computed the same value from the gathered predictions
-            self.log(f"val/{key}", float(m[key]), prog_bar=key in ("mAP07", "recall"), sync_dist=True)
+            self._val_ground_truth = self.task.val_ground_truth(self.trainer.datamodule.val_set)
+        partial = self.trainer.limit_val_batches not in (None, 1.0)  # only the images seen are evaluated
+        metrics = self.task.validation_metrics(self.config, self._val_ground_truth, preds, partial)
+        for key, value in metrics.items():
+            self.log(f"val/{key}", value, prog_bar=key in self.task.val_prog_bar, **self.task.val_log)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         # skipped markers of unreadable images (ImageFolder.collate) pass through after the predictions

@@ -131,7 +131,7 @@ def autocast_context(precision: str, device_type: str):
     ``bf16-*`` → ``torch.autocast(device_type, torch.bfloat16)``, ``16-*`` →
     ``torch.autocast(device_type, torch.float16)``, anything else → no-op. The ``-true``
     variants run as autocast too (weights stay fp32): this is for loops outside Lightning, such
-    as :func:`irdet.engine.sequence.detect_module`. Source: irdet extension.
+    as :func:`irdet.engine.tasks.sequence.clip_detections`. Source: irdet extension.
     """
     if precision.startswith("bf16"):
         return torch.autocast(device_type, dtype=torch.bfloat16)

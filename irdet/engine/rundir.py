@@ -1,4 +1,4 @@
-"""The run directory of :func:`irdet.engine.runner.train`: what a run owns in it, when it may
+"""The run directory of :func:`irdet.engine.train.train`: what a run owns in it, when it may
 start there, and what a failed start leaves behind.
 
 A run owns :data:`RUN_ENTRIES` (``config.yaml``, ``checkpoints/``, ``logs/``); other files in

@@ -11,40 +11,25 @@ choice is only honest when the validation images are neither training images nor
   public sequence sets ship train and test only) reports a number chosen on the test images.
 
 :func:`check_selection` refuses such configs before a run writes anything. Images are
-compared by id: DenseSIRST ``Splits/<split>.txt`` ids; sequence splits by their frames (the
-annotation JSON's ``file_name`` under its image folder, after the layout's split aliases, e.g.
-IRDST ``val`` is read as ``test``). Source: irdet extension (the BAFE-Net reference code selects on ``test_v2``; irdet refuses it).
+compared by id: the single-frame layout's ids (DenseSIRST ``Splits/<split>.txt``); sequence
+splits by their frames (the annotation JSON's ``file_name`` under its image folder, after the
+layout's split aliases, e.g. IRDST ``val`` is read as ``test``). Source: irdet extension (the BAFE-Net reference code selects on ``test_v2``; irdet refuses it).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from irdet.config import config_task
+from irdet.engine.tasks import task_of
 from irdet.errors import ConfigError
 
 __all__ = ["split_images", "check_selection"]
 
 
-def _sequence_frames(cfg: dict, root: Path, split: str) -> set[str]:
-    """Frame files of a sequence split (annotation JSON parsed; frame files not opened)."""
-    from irdet.data.sequences import SequenceDataset
-    from irdet.engine.sequence import num_frames
-
-    s = cfg["sequence"]
-    kw = {"context": s["context"], "skip_empty": False, "check_files": False}
-    ann_files = s.get("ann_files") or {}
-    if split in ann_files:
-        ds = SequenceDataset(root, ann_files[split], s.get("image_dir"), num_frames(cfg), None, **kw)
-    else:
-        ds = SequenceDataset.from_layout(root, split, s["layout"], num_frames(cfg), None, **kw)
-    base = os.path.abspath(ds.image_dir)
-    return {os.path.normpath(os.path.join(base, image_id)) for image_id in ds.image_ids}
-
-
 def split_images(cfg: dict, root, split: str) -> set[str]:
-    """Identities of the images of ``split``: DenseSIRST image ids, or absolute frame paths
+    """Identities of the images of ``split`` (:meth:`irdet.engine.tasks.Task.split_images`): the
+    image ids of the config's single-frame layout (:func:`irdet.data.datasets.split_ids`:
+    DenseSIRST ``Splits/<split>.txt`` ids, YOLO-txt image paths), or absolute frame paths
     (without extension) of a ``task: sequence`` split.
 
     Raises:
@@ -52,18 +37,11 @@ def split_images(cfg: dict, root, split: str) -> set[str]:
 
     Source: irdet extension.
     """
-    if config_task(cfg) == "sequence":
-        return _sequence_frames(cfg, Path(root), split)
-    from irdet.data.densesirst import read_split
-
-    return set(read_split(Path(root), split))
+    return task_of(cfg).split_images(cfg, Path(root), split)
 
 
 def _fixes(cfg: dict) -> str:
-    if config_task(cfg) == "sequence":
-        better = "select on a split that shares no frames with the training and test splits (--set data.val_split=NAME)"
-    else:
-        better = "train on train_v2 and select on val_v2 (--set data.train_split=train_v2 data.val_split=val_v2)"
+    better = task_of(cfg).selection_fix()
     return f"fix: {better}, or keep the last checkpoint without validation (--set data.val_split=null)"
 
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from irdet.config import config_task
 from irdet.data.io import atomic_write_bytes, atomic_write_json
 from irdet.engine.checkpoints import atomic_torch_save
+from irdet.engine.module import DetectorModule
 from irdet.errors import DataError
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "FORMAT", "MAX_BYTES", "weights_path", "is_weights_file", "write_weights",
@@ -66,7 +66,7 @@ def write_weights(module, out, metrics: dict | None = None, source: str = "", ma
     """Write ``module``'s network as a float16 weights file, plus its config and metrics sidecars.
 
     Args:
-        module: a :class:`~irdet.engine.module.DetectorModule` (or ``SequenceModule``).
+        module: a :class:`~irdet.engine.module.DetectorModule` (any task).
         out: the ``.pt`` path; ``<stem>.yaml`` and ``<stem>.metrics.json`` are written beside it.
         metrics: what these weights scored (stored as given).
         source: where the weights came from (a checkpoint's file name).
@@ -82,7 +82,10 @@ def write_weights(module, out, metrics: dict | None = None, source: str = "", ma
     if not is_weights_file(out):
         raise DataError(out, "a weights file must end in .pt")
     state = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in module.model.state_dict().items()}
-    obj = {"format": FORMAT, "config": module.config, "state_dict": state, "metrics": dict(metrics or {}),
+    # plain Python numbers: numpy scalars (metrics computed with numpy) would need pickled globals, and the
+    # file is read with torch.load(weights_only=True)
+    plain = {k: (v.item() if hasattr(v, "item") else v) for k, v in dict(metrics or {}).items()}
+    obj = {"format": FORMAT, "config": module.config, "state_dict": state, "metrics": plain,
            "irdet_version": _version(), "source": source}
     atomic_torch_save(obj, out)
     size = out.stat().st_size
@@ -116,21 +119,16 @@ def load_weights(path):
     """Build the network of a weights file and load its weights (float32, eval mode, CPU).
 
     Returns:
-        a :class:`~irdet.engine.module.DetectorModule` (``SequenceModule`` for ``task:
-        sequence``) whose ``packaged_metrics`` attribute holds the stored metrics.
+        a :class:`~irdet.engine.module.DetectorModule` (of the config's task) whose
+        ``packaged_metrics`` attribute holds the stored metrics.
 
     Raises:
         DataError: unreadable file, or weights that do not fit the network its config builds.
     """
-    from irdet.engine.module import DetectorModule
-
     obj = read_weights(path)
     cfg = obj["config"]
-    module_cls = DetectorModule
-    if config_task(cfg) == "sequence":
-        from irdet.engine.sequence import SequenceModule as module_cls
     try:
-        module = module_cls(cfg)
+        module = DetectorModule(cfg)
         module.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()})
     except Exception as exc:  # noqa: BLE001 - a config this irdet cannot build, or mismatched tensors
         raise DataError(path, f"weights do not fit the model of their config ({exc.__class__.__name__}: "

@@ -43,7 +43,7 @@ class SkyMasks(Mapping):
     def __init__(self, root, ids):
         from pathlib import Path
 
-        from irdet.data.densesirst import SKY_MASK_FILES
+        from irdet.data.datasets.densesirst import SKY_MASK_FILES
 
         root = Path(root)
         self._paths = {}

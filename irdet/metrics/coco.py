@@ -42,8 +42,10 @@ a bare ``"0"`` never matches a name, and a digit string is never read as a COCO 
 A name that matches no image, or several, is an error naming the file. Results of frames
 absent from the annotation file are never dropped silently: they are an error.
 
-Boxes everywhere: pixel-edge ``(x1, y1, x2, y2)`` of the original frame (COCO
-``[x1, y1, x2 − x1, y2 − y1]``), pixels.
+Annotation sets are read and checked by :func:`irdet.data.coco.load_coco` (the reader of the
+clips too; here every image must declare its size); results lists are checked here
+(:func:`load_coco_results`). Boxes everywhere: pixel-edge ``(x1, y1, x2, y2)`` of the original
+frame (COCO ``[x1, y1, x2 − x1, y2 − y1]``), pixels.
 """
 
 from __future__ import annotations
@@ -51,19 +53,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from irdet.data.coco import finite_number, load_coco
 from irdet.data.io import atomic_write_json, read_json
 from irdet.errors import DataError
 from irdet.metrics.pdfa import pd_fa
 from irdet.metrics.report import format_table, plot_pr_curve
 
 __all__ = [
-    "load_coco",
     "ImageIndex",
     "load_coco_results",
     "dets_to_coco_results",
@@ -78,91 +79,7 @@ __all__ = [
 PROTOCOL = {"score_thr": 0.001, "nms_iou": 0.65, "iou_thr": 0.5, "max_dets": 100}
 
 
-# ---------------------------------------------------------------------------------------- ground truth
-def _finite(value, source, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise DataError(source, f"{where} is not a finite number ({value!r})")
-    return float(value)
-
-
-def load_coco(ann, source=None) -> dict:
-    """Read and normalise a COCO detection annotation set.
-
-    Args:
-        ann: path of a COCO JSON file, a COCO dict, or a ``pycocotools.coco.COCO`` object.
-        source: name used in error messages (default: the path, or ``"<coco>"``).
-
-    Returns:
-        a new dict with ``images`` (each with int ``id``, ``file_name``, int ``height`` /
-        ``width`` > 0), ``annotations`` (each with int ``id`` (assigned 1.. when missing),
-        ``image_id``, ``category_id``, ``bbox`` of 4 floats with w, h ≥ 0, ``area`` (w·h when
-        missing), ``iscrowd`` (0 when missing)), ``categories`` (derived from the annotations
-        when missing; ``[{"id": 1, "name": "target"}]`` when there are none at all).
-
-    Raises:
-        DataError(source, ...): missing / unreadable / invalid JSON, missing keys, duplicate
-            image ids, an annotation of an unknown image, a bad bbox.
-    """
-    if hasattr(ann, "dataset") and isinstance(getattr(ann, "dataset"), dict):
-        data, source = copy.deepcopy(ann.dataset), source or "<COCO object>"
-    elif isinstance(ann, Mapping):
-        data, source = copy.deepcopy(dict(ann)), source or "<coco>"
-    else:
-        path = Path(ann)
-        source = source or path
-        data = read_json(path, "annotation file")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DataError(source, "not a COCO annotation file (no 'images' list)")
-    anns = data.get("annotations", [])
-    if not isinstance(anns, list):
-        raise DataError(source, "'annotations' must be a list")
-    ids = set()
-    for k, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img:
-            raise DataError(source, f"images[{k}] has no 'id'")
-        if isinstance(img["id"], bool) or not isinstance(img["id"], int):
-            raise DataError(source, f"images[{k}]: id must be an int, got {img['id']!r}")
-        if img["id"] in ids:
-            raise DataError(source, f"images[{k}]: duplicate image id {img['id']}")
-        ids.add(img["id"])
-        for key in ("height", "width"):
-            v = img.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise DataError(source, f"images[{k}] (id {img['id']}): '{key}' must be a positive int, got {v!r}")
-        if not isinstance(img.get("file_name", ""), str):
-            raise DataError(source, f"images[{k}] (id {img['id']}): file_name must be a string")
-        img.setdefault("file_name", str(img["id"]))
-    used_ids = {a.get("id") for a in anns if isinstance(a, dict)}
-    next_id = max([i for i in used_ids if isinstance(i, int)] + [0]) + 1
-    for k, a in enumerate(anns):
-        if not isinstance(a, dict):
-            raise DataError(source, f"annotations[{k}] is not an object")
-        for key in ("image_id", "bbox"):
-            if key not in a:
-                raise DataError(source, f"annotations[{k}] has no '{key}'")
-        if a["image_id"] not in ids:
-            raise DataError(source, f"annotations[{k}]: image_id {a['image_id']!r} is not in 'images'")
-        bbox = a["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise DataError(source, f"annotations[{k}]: bbox must be [x, y, w, h], got {bbox!r}")
-        bbox = [_finite(v, source, f"annotations[{k}].bbox[{i}]") for i, v in enumerate(bbox)]
-        if bbox[2] < 0 or bbox[3] < 0:
-            raise DataError(source, f"annotations[{k}]: bbox has negative width or height {bbox}")
-        a["bbox"] = bbox
-        a.setdefault("category_id", 1)
-        a.setdefault("iscrowd", 0)
-        a.setdefault("area", bbox[2] * bbox[3])
-        if not isinstance(a.get("id"), int):
-            a["id"] = next_id
-            next_id += 1
-    data["annotations"] = anns
-    cats = data.get("categories")
-    if not isinstance(cats, list) or not cats:
-        cat_ids = sorted({a["category_id"] for a in anns}) or [1]
-        data["categories"] = [{"id": c, "name": "target"} for c in cat_ids]
-    return data
-
-
+# ---------------------------------------------------------------------------------------- results
 class ImageIndex:
     """Resolve results' ``image_id`` (COCO int id or frame name) to COCO image ids.
 
@@ -170,7 +87,7 @@ class ImageIndex:
     without suffix; unique trailing path components).
 
     Args:
-        gt: a normalised COCO dict (:func:`load_coco`).
+        gt: a normalised COCO dict (:func:`irdet.data.coco.load_coco`).
     """
 
     def __init__(self, gt: dict):
@@ -213,7 +130,7 @@ def load_coco_results(results, gt: dict, source=None) -> list[dict]:
     Args:
         results: path of a results JSON file, or the decoded list
             ``[{"image_id": int | str, "bbox": [x, y, w, h], "score": s, "category_id"?: c}, ...]``.
-        gt: normalised annotations (:func:`load_coco`).
+        gt: normalised annotations (:func:`irdet.data.coco.load_coco`).
         source: name for error messages (default: the path or ``"<results>"``).
 
     Returns:
@@ -247,10 +164,10 @@ def load_coco_results(results, gt: dict, source=None) -> list[dict]:
         bbox = r["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise DataError(source, f"entry {k}: bbox must be a list of 4 numbers [x, y, w, h], got {bbox!r}")
-        bbox = [_finite(v, source, f"entry {k}: bbox[{i}]") for i, v in enumerate(bbox)]
+        bbox = [finite_number(v, source, f"entry {k}: bbox[{i}]") for i, v in enumerate(bbox)]
         if bbox[2] < 0 or bbox[3] < 0:
             raise DataError(source, f"entry {k}: bbox has negative width or height (w={bbox[2]:g}, h={bbox[3]:g})")
-        score = _finite(r["score"], source, f"entry {k}: score")
+        score = finite_number(r["score"], source, f"entry {k}: score")
         if not 0.0 <= score <= 1.0:
             raise DataError(source, f"entry {k}: score {score:g} is outside [0, 1]")
         cat = r.get("category_id", only_cat)
@@ -360,7 +277,7 @@ def coco_evaluate(ann, results, *, score_thr: float = PROTOCOL["score_thr"], max
     """All moving-target metrics (SSTNet protocol + irdet's Pd / Fa) in one JSON-ready dict (protocol in the module docstring).
 
     Args:
-        ann: COCO annotations (path, dict or COCO object; :func:`load_coco`).
+        ann: COCO annotations (path, dict or COCO object; read by :func:`irdet.data.coco.load_coco`).
         results: COCO results (path or list; ``image_id`` int ids or frame names,
             :func:`load_coco_results`).
         score_thr: results scored below are dropped first (the protocol's 0.001).

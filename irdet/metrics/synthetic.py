@@ -30,7 +30,8 @@ import math
 
 import numpy as np
 
-from irdet.metrics.coco import coco_evaluate, load_coco, load_coco_results
+from irdet.data.coco import load_coco
+from irdet.metrics.coco import coco_evaluate, load_coco_results
 
 __all__ = ["SNR_EDGES", "ap50_by_snr", "distractor_false_alarms", "synthetic_metrics", "format_synthetic_table"]
 

@@ -17,16 +17,17 @@ from torchvision.models import resnet
 from torchvision.ops import FrozenBatchNorm2d
 
 from irdet.errors import ConfigError, DataError
+from irdet.models.configurable import Configurable
 
 __all__ = ["ResNetBackbone"]
 
 _RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 
 
-class ResNetBackbone(nn.Module):
-    """torchvision ResNet body returning the stage outputs C2..C5.
+class ResNetBackbone(nn.Module, Configurable):
+    """torchvision ResNet body returning the stage outputs C2..C5 (``model.backbone``, registered as ``resnet``).
 
-    Args:
+    Args (``depth``, ``weights``, ``norm``, ``frozen_stages``: the keys of ``model.backbone``):
         depth: 18, 34, 50 or 101.
         weights: None (random init, the default here) or a path to a local torchvision
             ImageNet state dict (``resnetXX-*.pth``); the ``fc`` layer is ignored.
@@ -45,6 +46,8 @@ class ResNetBackbone(nn.Module):
     Raises:
         ConfigError: unknown depth/norm. DataError: unreadable weights file.
     """
+
+    CONFIG = {"depth": 18, "weights": None, "norm": "auto", "frozen_stages": "auto"}
 
     def __init__(self, depth: int = 18, weights: str | None = None, norm: str = "auto",
                  frozen_stages: int | str = "auto", out_levels=("C3", "C4", "C5")):

@@ -19,15 +19,22 @@ from typing import Sequence
 import torch
 from torchvision.ops import batched_nms
 
-from irdet.models.heads.fcos import level_points
 
-__all__ = ["decode_detections", "OUTPUT_KEYS"]
+__all__ = ["decode_detections", "level_points", "OUTPUT_KEYS"]
 
 #: raw head outputs, in the order they are exported (BAFE-Net adds ``seg_logits``, not decoded)
 OUTPUT_KEYS = ("cls_scores", "bbox_preds", "centernesses")
 
 
 @torch.no_grad()
+
+def level_points(h: int, w: int, stride: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Points of an (h, w) feature map at ``stride``: (h·w, 2) ``(x, y)`` in input pixels, row-major."""
+    xs = torch.arange(w, device=device, dtype=dtype) * stride + stride / 2
+    ys = torch.arange(h, device=device, dtype=dtype) * stride + stride / 2
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
+
 def decode_detections(out: dict, strides: Sequence[int], test_cfg: dict, img_sizes: Sequence[Sequence[int]],
                       orig_sizes: Sequence[Sequence[int]] | None = None) -> list[dict]:
     """Detections of N images from raw dense head outputs.

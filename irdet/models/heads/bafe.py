@@ -29,9 +29,14 @@ from irdet.models.heads.exchange import CrossTaskExchange
 from irdet.models.heads.fcos import FCOSHead, make_tower
 from irdet.models.heads.lsk import LSKAttention, init_normal_
 
-__all__ = ["BAFEHead"]
+__all__ = ["BAFEHead", "EXCHANGE_CONFIG"]
 
 IGNORE_INDEX = 255
+#: ``model.head`` keys of the exchange block, read only with ``exchange: true``: the adapter
+#: (Table IV c/d), p (``exchange_ratio``, Eq. 5, Table VIII), the adapter width (Table V), the
+#: selection (Table VII), the exchange mode (Table VI) and the scorer (irdet extension).
+EXCHANGE_CONFIG = {"adapter": True, "exchange_ratio": 0.5, "adapter_hidden": 64, "selection": "dynamic",
+                   "exchange_mode": "channel", "scorer": "ste"}
 
 
 def conv_bn_relu_pair(channels: int) -> nn.Sequential:
@@ -45,9 +50,10 @@ def conv_bn_relu_pair(channels: int) -> nn.Sequential:
 
 
 class BAFEHead(FCOSHead):
-    """FCOS head with a sky-segmentation branch and (optionally) the cross-task exchange.
+    """FCOS head with a sky-segmentation branch and (optionally) the cross-task exchange
+    (``model.head.seg_head: true``, registered as ``bafe``).
 
-    Args (beyond :class:`FCOSHead`):
+    Args (beyond :class:`FCOSHead`; the keys of ``model.head`` in :attr:`CONFIG`):
         exchange: insert the exchange block between X1 and X2 (Table IV b vs c).
         adapter: use the shared MLP adapter in the exchange (Table IV c vs d).
         exchange_ratio: p, the exchanged fraction (Eq. 5; Table VIII, 1/2 best).
@@ -61,6 +67,18 @@ class BAFEHead(FCOSHead):
 
     ``forward`` adds ``seg_logits``: per level (N, 1, H_l, W_l) sky logits.
     """
+
+    CONFIG = {"exchange": True, **EXCHANGE_CONFIG, "seg_loss_weight": 1.0, "reference_blocks": False}
+
+    @classmethod
+    def config_keys(cls) -> dict:
+        """The keys of :class:`FCOSHead` and the BAFE-Net switches."""
+        return {**FCOSHead.config_keys(), **BAFEHead.CONFIG}
+
+    @classmethod
+    def inactive_config_keys(cls, cfg: dict) -> set[str]:
+        """The exchange options (:data:`EXCHANGE_CONFIG`) when ``exchange`` is off."""
+        return set() if cfg.get("exchange", True) else set(EXCHANGE_CONFIG)
 
     def __init__(self, *args, exchange: bool = True, adapter: bool = True, exchange_ratio: float = 0.5,
                  adapter_hidden: int = 64, selection: str = "dynamic", exchange_mode: str = "channel",

@@ -32,8 +32,11 @@ from scipy.optimize import linear_sum_assignment
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from irdet.errors import ConfigError
+from irdet.models.configurable import Configurable
+from irdet.models.postprocess import decode_detections, level_points
 
 __all__ = ["FCOSHead", "make_tower", "level_points", "iou_loss", "giou_loss_ltrb", "centerness_target",
+           "default_regress_ranges", "TEST_DEFAULTS",
            "ASSIGNERS", "BOX_PARAMS"]
 
 #: ``assigner`` choices: ``fcos`` (the paper's host: a point strictly inside the box) and
@@ -42,6 +45,23 @@ ASSIGNERS = ("fcos", "nearest")
 #: ``box_param`` choices: ``exp`` (FCOS: ltrb = exp(s·x) px, the box contains its point) and
 #: ``offset`` (irdet extension: signed centre offset in strides + exp log-size in strides).
 BOX_PARAMS = ("exp", "offset")
+#: Test settings (``model.head.test``): top ``nms_pre`` points per level by class score, score >
+#: ``score_thr``, class-wise NMS at IoU ``nms_iou``, at most ``max_per_img`` boxes (the FCOS /
+#: BAFE-Net reference test config).
+TEST_DEFAULTS = {"nms_pre": 1000, "score_thr": 0.05, "nms_iou": 0.5, "max_per_img": 100}
+
+
+def default_regress_ranges(levels: Sequence[str]) -> list[tuple[float, float]]:
+    """FCOS regress ranges (pixels): level P_k gets (2^(k+2), 2^(k+3)], the finest starts at −1.
+
+    P3–P5 → (−1, 64), (64, 128), (128, 256) (FCOS's ranges of those levels, as in the BAFE-Net
+    reference); with P2 → (−1, 32), (32, 64), ... (irdet extension).
+    """
+    ranges = []
+    for i, lv in enumerate(levels):
+        k = int(lv[1:])
+        ranges.append((-1.0 if i == 0 else float(2 ** (k + 2)), float(2 ** (k + 3))))
+    return ranges
 
 
 def make_tower(in_channels: int, channels: int, num_convs: int, gn_groups: int = 32) -> nn.Sequential:
@@ -54,14 +74,6 @@ def make_tower(in_channels: int, channels: int, num_convs: int, gn_groups: int =
             nn.ReLU(inplace=True),
         ]
     return nn.Sequential(*layers)
-
-
-def level_points(h: int, w: int, stride: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Points of an (h, w) feature map at ``stride``: (h·w, 2) ``(x, y)`` in input pixels, row-major."""
-    xs = torch.arange(w, device=device, dtype=dtype) * stride + stride / 2
-    ys = torch.arange(h, device=device, dtype=dtype) * stride + stride / 2
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
 
 
 def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
@@ -111,10 +123,11 @@ def _reduce_mean(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class FCOSHead(nn.Module):
-    """FCOS head shared over pyramid levels.
+class FCOSHead(nn.Module, Configurable):
+    """FCOS head shared over pyramid levels (``model.head.seg_head: false``, registered as ``fcos``).
 
-    Args:
+    Args (those of :attr:`CONFIG` are the keys of ``model.head``; ``regress_ranges: null`` there
+    means :func:`default_regress_ranges` of the neck's levels):
         in_channels: channels of each pyramid level (256).
         num_classes: foreground classes (1: "Target").
         strides: stride of each level in pixels, finest first, e.g. (8, 16, 32).
@@ -147,6 +160,11 @@ class FCOSHead(nn.Module):
         ConfigError: unknown ``assigner`` / ``box_param``, negative ``min_assign_size``,
             ``assign_radius`` ≤ 0.
     """
+
+    CONFIG = {"num_classes": 1, "stacked_convs": 4, "feat_channels": 256, "regress_ranges": None,
+              "center_sampling": False, "center_sample_radius": 1.5, "focal_alpha": 0.25, "focal_gamma": 2.0,
+              "assigner": "fcos", "assign_radius": 1.0, "min_assign_size": 0, "box_param": "exp",
+              "test": TEST_DEFAULTS}
 
     def __init__(
         self,
@@ -189,7 +207,7 @@ class FCOSHead(nn.Module):
         self.center_sample_radius = center_sample_radius
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
-        self.test_cfg = {"nms_pre": 1000, "score_thr": 0.05, "nms_iou": 0.5, "max_per_img": 100, **(test or {})}
+        self.test_cfg = {**TEST_DEFAULTS, **(test or {})}
         self.cls_tower = make_tower(in_channels, feat_channels, stacked_convs)
         self.reg_tower = make_tower(in_channels, feat_channels, stacked_convs)
         self.conv_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
@@ -436,6 +454,5 @@ class FCOSHead(nn.Module):
             ``orig_sizes`` is given), ``scores`` (K,) in [0, 1] (class × centerness), ``labels``
             (K,) int64; K ≤ ``max_per_img``, sorted by score.
         """
-        from irdet.models.postprocess import decode_detections  # imports this module
 
         return decode_detections(out, self.strides, self.test_cfg, img_sizes, orig_sizes)

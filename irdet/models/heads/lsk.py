@@ -76,10 +76,14 @@ class LSKAttention(nn.Module):
 
 
 class LSKScorer(LSKAttention):
-    """Exchange scores from LSK attention (Eq. 4); ``forward``: (N, C, H, W) → per-pixel
+    """Exchange scores from LSK attention; ``forward``: (N, C, H, W) → per-pixel
     ``σ(X ⊙ attn)``, (N, C, H, W) in (0, 1)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BAFE-Net Eq. 4, ``m = σ(X ⊙ (F(X) ⊙ σ(S(avg(X) ⊕ max(X)))))``, per pixel: (N, C, H, W)
+        features → (N, C, H, W) scores in (0, 1); ``F(X) ⊙ σ(S(…))`` is :meth:`attention`. The
+        exchange averages them over H, W into the channel scores (the C-vector ``m`` of the
+        paper), or over C into position scores for the spatial exchange."""
         return torch.sigmoid(x * self.attention(x))
 
     def pooled_channel_logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irdet.errors import ConfigError
+from irdet.models.configurable import Configurable
 from irdet.models.necks.fpn import FPN
 
 __all__ = ["BPFPN", "LowLevelShortcut", "dgr_loss", "DGR_DEFAULTS", "SHORTCUTS", "DOWNSAMPLERS"]
@@ -159,7 +160,7 @@ def dgr_loss(pyramid: Sequence[torch.Tensor], direction: str = "bottom_up", dist
     return torch.stack(terms).mean()
 
 
-class BPFPN(nn.Module):
+class BPFPN(nn.Module, Configurable):
     """BP-FPN (irdet's reading of Zhang et al., arXiv 2511.13013): :class:`FPN` + GILS shortcut into P3 + DGR loss.
 
     Args (the keys of ``model.neck`` with ``type: bpfpn``):
@@ -193,13 +194,25 @@ class BPFPN(nn.Module):
         ConfigError: unknown keys, bad values, missing backbone levels.
     """
 
+    CONFIG = FPN.CONFIG
+    OPTIONAL_CONFIG = {**FPN.OPTIONAL_CONFIG, "shortcut": "gils", "downsampler": "conv", "shortcut_init": 0.1,
+                       "dgr": DGR_DEFAULTS}
+
+    @classmethod
+    def input_levels(cls, cfg: dict) -> set[str]:
+        """Backbone levels the neck of section ``cfg`` reads: those of :meth:`FPN.input_levels`,
+        and C2 for the low-level shortcut (GILS, or the vanilla shortcut) unless ``shortcut: none``."""
+        needed = FPN.input_levels(cfg)
+        if cfg.get("shortcut", cls.OPTIONAL_CONFIG["shortcut"]) != "none":
+            needed.add("C2")
+        return needed
+
     def __init__(self, in_channels: dict[str, int], out_channels: int = 256, levels: Sequence[str] = ("P3", "P4", "P5"),
                  shortcut: str = "gils", downsampler: str = "conv", dgr: dict | bool | None = None,
                  shortcut_init: float = 0.1, in_levels: Sequence[str] | None = None, **unknown):
         super().__init__()
         if unknown:
-            raise ConfigError(f"unknown model.neck keys for bpfpn: {sorted(unknown)} (known: out_channels, levels, "
-                              "in_levels, shortcut, downsampler, shortcut_init, dgr)")
+            raise ConfigError(f"unknown model.neck keys for bpfpn: {sorted(unknown)} (known: {', '.join(self.config_keys())})")
         if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels <= 0:
             raise ConfigError(f"model.neck.out_channels must be a positive int, got {out_channels!r}")
         if isinstance(levels, str) or not levels:

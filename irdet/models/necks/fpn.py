@@ -16,14 +16,15 @@ from torch import nn
 from torchvision.ops import FeaturePyramidNetwork
 
 from irdet.errors import ConfigError
+from irdet.models.configurable import Configurable
 
 __all__ = ["FPN"]
 
 
-class FPN(nn.Module):
-    """Top-down FPN: lateral 1×1 convs, nearest upsampling + sum, 3×3 output convs.
+class FPN(nn.Module, Configurable):
+    """Top-down FPN: lateral 1×1 convs, nearest upsampling + sum, 3×3 output convs (``model.neck.type: fpn``).
 
-    Args:
+    Args (``out_channels``, ``levels``, ``in_levels``: the keys of ``model.neck``):
         in_channels: channels of each backbone level, e.g. ``{"C3": 128, "C4": 256, "C5": 512}``.
         out_channels: channels of every output level (256 in the paper).
         levels: output levels, finest first, e.g. ``("P3", "P4", "P5")``; ``P_k`` is built
@@ -39,6 +40,16 @@ class FPN(nn.Module):
     ``outs`` list of (N, out_channels, H/2^k, W/2^k) in ``levels`` order, and an (empty)
     dict of auxiliary losses (the BP-FPN neck returns its DGR term there).
     """
+
+    CONFIG = {"out_channels": 256, "levels": ["P3", "P4", "P5"]}
+    OPTIONAL_CONFIG = {"in_levels": None}
+
+    @classmethod
+    def input_levels(cls, cfg: dict) -> set[str]:
+        """Backbone levels the neck of section ``cfg`` reads: the ``C_k`` of its output levels
+        ``P_k`` and its ``in_levels`` (the top-down path)."""
+        levels = cfg.get("levels", cls.CONFIG["levels"])
+        return {f"C{lv[1:]}" for lv in levels} | set(cfg.get("in_levels") or ())
 
     def __init__(self, in_channels: dict[str, int], out_channels: int = 256, levels: Sequence[str] = ("P3", "P4", "P5"),
                  in_levels: Sequence[str] | None = None):
