@@ -336,8 +336,7 @@ class SequenceDataset(Dataset):
         stem = PurePosixPath(fr["file_name"]).stem
         width = len(stem) if stem.startswith("0") and len(stem) > 1 else 0
         out = []
-        for k in range(self.frames - 1, -1, -1):
-            n = max(fr["num"] - k, 0)
+        for n in clip_indices(fr["num"], self.frames):  # the same clip rule, on frame numbers
             if n in by_num:
                 i = by_num[n]
                 out.append((self._frames[i]["image_id"], self.frame_path(i)))
