@@ -34,6 +34,7 @@ from irdet.deploy.export import export_onnx
 from irdet.engine.detections import Result, Results
 from irdet.engine.predict import Inference, load_model, set_tiling
 from irdet.engine.tasks import task_of
+from irdet.engine.zoo import default_model_for
 from irdet.errors import ConfigError
 
 __all__ = ["load", "Model", "Result", "Results", "ERRORS"]
@@ -145,7 +146,8 @@ def load(model=None, backend: str | None = None, device: str = "auto", precision
     """Load a detector for inference.
 
     Args:
-        model: ``"default"`` or None (the shipped default model), or a path: a Lightning
+        model: ``"default"`` or None (the shipped default single-frame model), ``"video"`` (the
+            shipped video model, :data:`irdet.engine.zoo.DEFAULT_VIDEO_MODEL`), or a path: a Lightning
             checkpoint (``.ckpt``), a packaged weights file (``.pt``, ``irdet package``), or an
             ONNX file of ``irdet export`` (``.onnx``).
         backend: None (by the file: ONNX Runtime for ``.onnx``, else PyTorch), ``"pytorch"``,
@@ -158,11 +160,11 @@ def load(model=None, backend: str | None = None, device: str = "auto", precision
             (:mod:`irdet.models.tiling`; single-frame models, both backends).
 
     Raises:
-        DataError: missing or unreadable model file; no shipped default model yet.
+        DataError: missing or unreadable model file; no shipped default (or video) model yet.
         ConfigError: bad backend / precision / tile options. IrdetError: ``onnxruntime``
             asked for without the ``export`` extra installed.
     """
-    path = None if model in (None, "default") else model
+    path = None if model in (None, "default") else default_model_for([], frames=True) if model == "video" else model
     module = load_model(path, backend)
     set_tiling(module, tile, tile_overlap)
     m = Model(module, device, precision)

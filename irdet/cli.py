@@ -134,7 +134,7 @@ def cmd_detect(args) -> int:
             raise IrdetError(f"no inputs after the checkpoint {checkpoint}")
     path = detect(checkpoint, inputs, args.out, args.score_thr, args.accelerator, num_workers=args.workers,
                   precision=args.precision, overwrite=args.overwrite, tile=args.tile, tile_overlap=args.tile_overlap,
-                  backend=args.backend, **extra)
+                  backend=args.backend, frames=args.frames, **extra)
     overlays = Path(args.out) / "overlays"
     print(f"wrote {path} and overlays in {overlays if overlays.is_dir() else Path(args.out)}")
     summary = Path(args.out) / "summary.json"
@@ -200,7 +200,8 @@ def cmd_package(args) -> int:
 
     out, metrics = package(args.checkpoint, args.out, args.data, args.split, num_workers=args.workers,
                            evaluate=not args.no_evaluate)
-    scored = f" (scored on {metrics['split']}: mAP07 {metrics['mAP07']:.4f})" if "mAP07" in metrics else ""
+    key = next((k for k in ("mAP07", "AP50") if k in metrics), None)  # single-frame / sequence protocol
+    scored = f" (scored on {metrics['split']}: {key} {metrics[key]:.4f})" if key else ""
     print(f"wrote {out}, {out.with_suffix('.yaml').name} and {out.stem}.metrics.json{scored}")
     return 0
 
@@ -300,10 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
                                       "with a sequence checkpoint; writes JSON + overlays (or an annotated video)",
                        epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] INPUTS",
-                   help="image files and/or folders; for a sequence checkpoint one frame folder (frames sorted "
-                        "numerically) or one video file. A first argument ending in .ckpt, .pt or .onnx is the model "
-                        "(as --checkpoint); without one, the shipped default model is used")
+                   help="image files and/or folders of independent images; or one video file, or one folder of "
+                        "the frames of one video (sorted numerically), for a sequence checkpoint. A first argument "
+                        "ending in .ckpt, .pt or .onnx is the model (as --checkpoint). Without one, irdet picks its "
+                        "shipped model by the input: the video model for one video file (a file without an image "
+                        "suffix), or for one folder given with --frames (or --track); the single-frame model for "
+                        "image files and folders, which are never guessed to be videos")
     p.add_argument("--checkpoint", default=None, help="irdet checkpoint (.ckpt), weights file (.pt) or ONNX model (.onnx)")
+    p.add_argument("--frames", action="store_true",
+                   help="without a checkpoint: the one input folder holds the frames of one video (run the shipped "
+                        "video model on it, not the single-frame model on each image)")
     p.add_argument("--fps", type=float, default=None, help="sequence checkpoints: frame rate of the annotated video "
                                                            "(default: the input video's, 10 for frame folders)")
     p.add_argument("--save-frames", action="store_true", help="sequence checkpoints: also write annotated PNG frames")
@@ -423,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="irdet training checkpoint (.ckpt)")
     p.add_argument("--out", required=True, help="weights file (.pt); NAME.yaml and NAME.metrics.json are written beside it")
     _data(p)
-    p.add_argument("--split", default="test_v2", help="split the packaged weights are scored on (default test_v2)")
+    p.add_argument("--split", default=None, help="split the packaged weights are scored on (default: the config's "
+                                                  "data.test_split: test_v2 for DenseSIRST models)")
     p.add_argument("--no-evaluate", action="store_true", help="write the weights without scoring them")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default 2)")
     p.set_defaults(func=cmd_package)

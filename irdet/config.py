@@ -102,7 +102,7 @@ TASKS = ("detect", "sequence")
 SEQUENCE_DEFAULTS: dict[str, Any] = {
     "task": "sequence",
     "model": {
-        # temporal fusion over the T stride-8 maps: type, num_frames and the fusion blocks' keys
+        # temporal fusion over the T per-frame maps of `level` (P3, stride 8): type, num_frames, level and the fusion blocks' keys
         # (irdet.models.registry.temporal_defaults; irdet.models.temporal.TemporalFusion3D.CONFIG)
         "temporal": temporal_defaults(),
     },

@@ -119,9 +119,16 @@ def _has(codec: str) -> bool:
         return False
 
 
-def test_train_evaluate_detect(seq_root, tmp_path, capsys):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def seq_run(seq_root, tmp_path_factory):
+    """A run of 2 training steps with validation (best.ckpt and last.ckpt), shared by the tests below."""
+    run = tmp_path_factory.mktemp("seqrun") / "run"
     _train(seq_root, run)
+    return run
+
+
+def test_train_evaluate_detect(seq_root, seq_run, tmp_path, capsys):
+    run = seq_run
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert state["global_step"] == 2 and state["hyper_parameters"]["config"]["task"] == "sequence"
@@ -261,3 +268,41 @@ def test_frame_folder_is_sorted_numerically(tmp_path):
     src = FrameSource(d)
     ids = [i for i, _ in src]
     assert ids == ["seq7/1", "seq7/2", "seq7/10"] and src.num_frames == 3
+
+
+def test_shipped_video_model_is_picked_by_the_input(seq_root, seq_run, tmp_path, monkeypatch, capsys):
+    """Without a checkpoint, irdet detect runs the shipped video model on a video file and on a
+    folder given with --frames, and the single-frame model on a folder of images."""
+    from irdet.engine import zoo
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
+    seq = json.loads((seq_root / "annotations" / "test.json").read_text())["images"][0]["file_name"].split("/")[0]
+    folder = seq_root / "images" / seq
+    frames = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+    video = tmp_path / "flight.mp4"
+    _write_video(video, [np.asarray(Image.open(p).convert("RGB")) for p in frames])
+    # nothing shipped: each input names the model it would need
+    assert main(["detect", str(video), "--out", str(tmp_path / "a")]) == 2
+    assert "ships no video model yet" in capsys.readouterr().err
+    assert main(["detect", str(folder), "--frames", "--out", str(tmp_path / "a")]) == 2
+    assert "ships no video model yet" in capsys.readouterr().err
+    assert main(["detect", str(folder), "--out", str(tmp_path / "a"), "--workers", "0"]) == 2
+    assert "no shipped default model" in capsys.readouterr().err
+    # package a trained sequence checkpoint as the video model, scored on the config's test split
+    weights = zoo.weights_path(zoo.DEFAULT_VIDEO_MODEL)
+    assert main(["package", str(seq_run / "checkpoints" / "last.ckpt"), "--out", str(weights), "--workers", "0"]) == 0
+    assert "scored on test: AP50" in capsys.readouterr().out
+    assert zoo.read_weights(weights)["metrics"]["split"] == "test"
+    assert zoo.default_model_for([video]) == weights and zoo.default_model_for([folder], frames=True) == weights
+    assert main(["detect", str(video), "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "flight.mp4").stat().st_size > 0
+    assert {d["image_id"] for d in json.loads((tmp_path / "v" / "detections.json").read_text())} <= \
+        {f"flight/{i}" for i in range(len(frames))}
+    assert main(["detect", str(folder), "--frames", "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / f"{seq}.mp4").is_file()
+    # a folder without --frames is independent images: the single-frame model, still not shipped here
+    assert main(["detect", str(folder), "--out", str(tmp_path / "i"), "--workers", "0"]) == 2
+    assert "no shipped default model" in capsys.readouterr().err
+    from irdet.api import load
+
+    assert load("video").config["task"] == "sequence"

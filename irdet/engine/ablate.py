@@ -51,7 +51,8 @@ _LATER_DEFAULTS = {("data", "crop_on"): "all", ("model", "head", "reference_bloc
                    # a changed default: runs measured before it dropped boxes under 1 px, so their keys are
                    # those of tiny_boxes=drop, and rows at today's default (keep) get new keys and run again
                    ("data", "tiny_boxes"): "drop",
-                   ("data", "layout"): "densesirst"}
+                   ("data", "layout"): "densesirst", ("model", "temporal", "level"): "P3",
+                   ("model", "temporal", "history_grad"): True, ("model", "head", "seg_stop_grad"): False}
 
 
 def table_rows(table: str, configs_dir: Path = REPO_CONFIGS) -> list[Path]:

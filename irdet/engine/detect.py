@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from irdet.engine.predict import Inference, load_model, set_tiling
+from irdet.engine.zoo import default_model_for
 from irdet.engine.tasks import task_of
 from irdet.errors import ConfigError
 
@@ -56,7 +57,8 @@ def prepare_detect_out(out, overwrite: bool = False) -> Path:
 
 def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float = 0.3, accelerator: str = "auto",
            batch_size: int = 1, num_workers: int = 2, precision: str | None = None, overwrite: bool = False,
-           tile=None, tile_overlap: int | None = None, backend: str | None = None, **options) -> Path:
+           tile=None, tile_overlap: int | None = None, backend: str | None = None, frames: bool = False,
+           **options) -> Path:
     """Run a checkpoint on images (files or folders, any size and mode), or a sequence
     checkpoint on one frame folder or video file.
 
@@ -76,6 +78,10 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
     (:func:`prepare_detect_out`).
 
     Args:
+        checkpoint: a checkpoint / weights / ONNX file, or None for the shipped model that fits the
+            inputs (:func:`irdet.engine.zoo.default_model_for`: the video model on one video file,
+            or on one folder with ``frames`` or ``track``; the single-frame model otherwise).
+        frames: with no checkpoint, the one input folder holds the frames of one video.
         precision: Lightning precision string; None = the checkpoint config's
             ``train.precision``, resolved for the device (:func:`irdet.engine.precision.resolve_precision`).
         tile, tile_overlap: (h, w) and pixels of the network input, over the checkpoint
@@ -92,6 +98,8 @@ def detect(checkpoint, inputs, out: str | Path = "detections", score_thr: float 
         ConfigError: ``out`` not empty and ``overwrite`` False; bad tile options; ``track``
             with a single-frame checkpoint. IrdetError: several inputs for a sequence checkpoint.
     """
+    if checkpoint is None:  # the shipped single-frame model on images, the video model on a video / frame folder
+        checkpoint = default_model_for(inputs, frames=frames or bool(options.get("track")))
     module = load_model(checkpoint, backend)
     set_tiling(module, tile, tile_overlap)
     task = task_of(module.config)

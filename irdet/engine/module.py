@@ -74,6 +74,9 @@ class DetectorModule(L.LightningModule):
         n = len(batch[self.task.input_key])
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, batch_size=n)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=n)
+        d = self.trainer.optimizers[0].param_groups[0].get("d") if self.trainer.optimizers else None
+        if d is not None:  # DAdaptAdam's step-size estimate d (the lr is lr x d)
+            self.log("train/dadapt_d", float(d), batch_size=n)
         return losses["loss"]
 
     def _predict(self, batch: dict) -> list[dict]:

@@ -12,13 +12,15 @@ from irdet.errors import DataError
 __all__ = ["package"]
 
 
-def package(checkpoint, out, data: str | None = None, split: str | None = "test_v2", accelerator: str = "auto",
+def package(checkpoint, out, data: str | None = None, split: str | None = None, accelerator: str = "auto",
             num_workers: int = 2, evaluate: bool = True) -> tuple[Path, dict]:
     """Turn a training checkpoint into a float16 weights file and score the file itself.
 
     Writes ``out`` (``.pt``) with ``<stem>.yaml`` and ``<stem>.metrics.json`` beside it
     (:func:`irdet.engine.zoo.write_weights`). With ``evaluate``, the written weights are
-    loaded back and evaluated on ``split`` (:func:`irdet.engine.evaluate.evaluate_checkpoint`,
+    loaded back and evaluated on ``split`` (None: the config's ``data.test_split``, ``test_v2``
+    for DenseSIRST models, ``test`` for the synthetic sequence benchmarks;
+    :func:`irdet.engine.evaluate.evaluate_checkpoint`,
     outputs in ``<stem>_eval/`` beside ``out``), and those metrics are stored in the file, so
     ``irdet evaluate`` on the packaged file reproduces them. Source: irdet extension.
 

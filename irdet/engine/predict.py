@@ -48,12 +48,7 @@ def load_checkpoint(path: str | Path | None = None) -> DetectorModule:
             this irdet ships no default model.
         IrdetError: an ``.onnx`` file without the ``export`` extra installed.
     """
-    if path is None:
-        path = zoo.weights_path()
-        if not path.is_file():
-            raise DataError(path, "this irdet has no shipped default model yet: give a checkpoint "
-                                  "(irdet train ... then RUN/checkpoints/last.ckpt)")
-    path = Path(path)
+    path = Path(zoo.default_model_for([]) if path is None else path)
     if path.suffix == ".onnx":
         return load_onnx(path)
     if zoo.is_weights_file(path):

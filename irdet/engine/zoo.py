@@ -16,7 +16,9 @@ A weights file (``.pt``) is one ``torch.save`` dict, readable with ``weights_onl
 
 Shipped files live in ``irdet/weights/<name>.pt`` with ``<name>.yaml`` (config) and
 ``<name>.metrics.json`` beside them for people to read; :data:`DEFAULT_MODEL` is what
-``irdet detect``, ``irdet evaluate`` and ``irdet flops`` use without a checkpoint or config.
+``irdet detect`` (on images), ``irdet evaluate`` and ``irdet flops`` use without a checkpoint or
+config, and :data:`DEFAULT_VIDEO_MODEL` what ``irdet detect`` uses on a video file or a frame
+folder (:func:`default_model_for`).
 Each file is at most :data:`MAX_BYTES`. Source: irdet extension.
 """
 
@@ -28,18 +30,21 @@ from pathlib import Path
 import torch
 import yaml
 
+from irdet.data.datasets.inputs import IMAGE_SUFFIXES
 from irdet.data.io import atomic_write_bytes, atomic_write_json
 from irdet.engine.checkpoints import atomic_torch_save
 from irdet.engine.module import DetectorModule
 from irdet.errors import DataError
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "FORMAT", "MAX_BYTES", "weights_path", "is_weights_file", "write_weights",
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "DEFAULT_VIDEO_MODEL", "default_model_for", "FORMAT", "MAX_BYTES", "weights_path", "is_weights_file", "write_weights",
            "read_weights", "load_weights"]
 
 #: folder of the shipped weights inside the package
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: name of the shipped default single-frame detector (``irdet/weights/<name>.pt``)
 DEFAULT_MODEL = "fcos_r18_p2_light_native"
+#: name of the shipped default multi-frame (video) detector
+DEFAULT_VIDEO_MODEL = "yolobp_r18_t5_hard"
 FORMAT = "irdet-weights/1"
 #: largest weights file irdet ships (bytes)
 MAX_BYTES = 25 * 2**20
@@ -48,6 +53,32 @@ MAX_BYTES = 25 * 2**20
 def weights_path(name: str = DEFAULT_MODEL) -> Path:
     """``irdet/weights/<name>.pt`` (whether or not it exists)."""
     return WEIGHTS_DIR / f"{name}.pt"
+
+
+def default_model_for(inputs, frames: bool = False) -> Path:
+    """The shipped model ``irdet detect`` runs on ``inputs`` when no checkpoint is given.
+
+    The video model (:data:`DEFAULT_VIDEO_MODEL`) for one input that is a video file (a file
+    without an image suffix), or for one folder when ``frames`` is True (the folder holds the
+    frames of one video); otherwise, for image files and folders of independent images, the
+    single-frame model (:data:`DEFAULT_MODEL`). A folder is never guessed to be a video.
+
+    Raises:
+        DataError: the chosen model is not shipped with this irdet (naming the file).
+    """
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    video_file = len(inputs) == 1 and Path(inputs[0]).is_file() and Path(inputs[0]).suffix.lower() not in IMAGE_SUFFIXES
+    if frames or video_file:
+        path = weights_path(DEFAULT_VIDEO_MODEL)
+        if not path.is_file():
+            raise DataError(path, "this irdet ships no video model yet: give a sequence checkpoint "
+                                  "(irdet train configs/sequences/... then RUN/checkpoints/best.ckpt)")
+        return path
+    path = weights_path()
+    if not path.is_file():
+        raise DataError(path, "this irdet has no shipped default model yet: give a checkpoint "
+                              "(irdet train ... then RUN/checkpoints/last.ckpt)")
+    return path
 
 
 def is_weights_file(path) -> bool:

@@ -25,8 +25,8 @@ from irdet.models.sequence_detector import SequenceDetector
 
 __all__ = ["build_detector", "build_sequence_detector", "build_trunk", "build_neck", "build_head", "build_fusion"]
 
-#: The sequence detector's head reads one level: the stride-8 map P3, every target on it.
-SEQUENCE_LEVEL, SEQUENCE_STRIDE, SEQUENCE_RANGES = "P3", 8, [(-1, 1e8)]
+#: The sequence detector's head reads one level (``model.temporal.level``), every target on it.
+SEQUENCE_LEVELS, SEQUENCE_RANGES = {"P2": 4, "P3": 8}, [(-1, 1e8)]
 
 
 def build_neck(cfg: dict, in_channels: dict[str, int]) -> nn.Module:
@@ -123,29 +123,40 @@ def build_sequence_detector(cfg: dict) -> SequenceDetector:
     sequence config.
 
     Uses ``model.backbone`` and ``model.neck`` as :func:`build_detector` (so ``neck: {type: bpfpn,
-    shortcut: gils, dgr: {...}}`` works; the neck must output P3), ``model.temporal``
-    (:func:`build_fusion`), and the FCOS keys of ``model.head`` with one level: ``strides (8,)``,
-    ``regress_ranges ((-1, 1e8),)`` (every target on the stride-8 map; an explicit one-entry
-    ``head.regress_ranges`` is honoured). The test settings come from ``model.head.test`` (the
+    shortcut: gils, dgr: {...}}`` works; the neck must output ``model.temporal.level``),
+    ``model.temporal`` (:func:`build_fusion`; ``level`` is the neck output fused and fed to the head:
+    ``P3``, stride 8, the host's, default; or ``P2``, stride 4, irdet extension; ``history_grad``, see
+    :class:`~irdet.models.sequence_detector.SequenceDetector`), and the FCOS keys
+    of ``model.head`` with one level: ``strides`` (8,) or (4,), ``regress_ranges ((-1, 1e8),)``
+    (every target on that map; an explicit one-entry ``head.regress_ranges`` is honoured). The test settings come from ``model.head.test`` (the
     sequence configs set the host's 0.001 / NMS 0.65,
     :data:`~irdet.models.sequence_detector.SEQUENCE_TEST_CFG`).
 
     Raises:
         ConfigError: ``head.seg_head: true`` (BAFE-Net heads need sky masks, not part of the
-            sequence layout), a neck without P3, a multi-entry ``regress_ranges``, bad
+            sequence layout), a ``temporal.level`` other than P2 / P3 or one the neck does not
+            output, a non-bool ``temporal.history_grad``, a multi-entry ``regress_ranges``, bad
             ``model.temporal``.
     """
     head_cfg = cfg["head"]
     if head_cfg.get("seg_head", False):
         raise ConfigError("the sequence detector uses an FCOS head: set model.head.seg_head: false")
+    temporal = {**temporal_defaults(), **(cfg.get("temporal") or {})}
+    level = temporal["level"]
+    if level not in SEQUENCE_LEVELS:
+        raise ConfigError(f"model.temporal.level must be one of {list(SEQUENCE_LEVELS)}, got {level!r}")
     levels = list(cfg["neck"].get("levels", ["P3", "P4", "P5"]))
-    if SEQUENCE_LEVEL not in levels:
-        raise ConfigError(f"the sequence detector fuses the stride-8 map P3: model.neck.levels {levels} must contain P3")
+    if level not in levels:
+        raise ConfigError(f"the sequence detector fuses {level} (model.temporal.level): "
+                          f"model.neck.levels {levels} must contain {level}")
     ranges = head_cfg.get("regress_ranges") or SEQUENCE_RANGES
     if len(ranges) != 1:
-        raise ConfigError(f"the sequence head has one level (stride 8): model.head.regress_ranges needs 1 entry, got {ranges}")
+        raise ConfigError(f"the sequence head has one level ({level}): model.head.regress_ranges needs 1 entry, got {ranges}")
     backbone, neck = build_trunk(cfg)
     fusion = build_fusion(cfg.get("temporal"), neck.out_channels)
-    head = build_head(head_cfg, "fcos", neck.out_channels, (SEQUENCE_STRIDE,), ranges)
-    t = int({**temporal_defaults(), **(cfg.get("temporal") or {})}["num_frames"])
-    return SequenceDetector(backbone, neck, fusion, head, t, *_normalization(cfg), level=SEQUENCE_LEVEL)
+    head = build_head(head_cfg, "fcos", neck.out_channels, (SEQUENCE_LEVELS[level],), ranges)
+    history_grad = temporal["history_grad"]
+    if not isinstance(history_grad, bool):
+        raise ConfigError(f"model.temporal.history_grad must be true/false, got {history_grad!r}")
+    return SequenceDetector(backbone, neck, fusion, head, int(temporal["num_frames"]), *_normalization(cfg), level=level,
+                            history_grad=history_grad)

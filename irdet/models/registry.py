@@ -135,8 +135,10 @@ def model_defaults() -> dict[str, Any]:
 
 def temporal_defaults() -> dict[str, Any]:
     """``model.temporal`` of a sequence config (a new deep copy): ``type``, ``num_frames`` (T,
-    :data:`irdet.models.sequence_detector.NUM_FRAMES`) and the keys every fusion block declares."""
-    keys: dict[str, Any] = {"type": DEFAULT_FUSION, "num_frames": NUM_FRAMES}
+    :data:`irdet.models.sequence_detector.NUM_FRAMES`), ``level`` (the neck output fused and fed
+    to the head, ``P3``), ``history_grad`` (True: backbone and neck trained on all T frames) and
+    the keys every fusion block declares."""
+    keys: dict[str, Any] = {"type": DEFAULT_FUSION, "num_frames": NUM_FRAMES, "level": "P3", "history_grad": True}
     for cls in FUSIONS.values():
         keys.update(cls.config_keys())
     return copy.deepcopy(keys)

@@ -71,20 +71,31 @@ class SequenceDetector(nn.Module):
         head: :class:`FCOSHead` with ``strides == (8,)`` (one level).
         num_frames: T, frames per clip.
         pixel_mean, pixel_std: per-channel normalisation of [0, 255] inputs (:mod:`irdet.models.normalization`).
-        level: the neck output fused and fed to the head (``"P3"``, stride 8).
+        level: the neck output fused and fed to the head (``"P3"``, stride 8, the host's; or
+            ``"P2"``, stride 4, irdet extension).
+        history_grad: True (the host's): in training, backbone and neck receive gradient from all
+            T frames. False (irdet extension, ``model.temporal.history_grad``): the T − 1 earlier
+            frames of a clip run under ``torch.no_grad`` (their maps are inputs of the fusion, as
+            the cached maps of ``irdet detect``), only the current frame's backbone + neck pass
+            is differentiated, so a T = 5 step costs about one forward of the history more than
+            a T = 1 step; the fusion block and the head are trained as before, and the neck's
+            auxiliary losses (``loss_dgr``) are those of the current frames. Evaluation is the
+            same either way.
 
     Shapes: ``video`` (N, T, 3, H, W) float32 in [0, 255], oldest → current, H and W multiples of
     32; per-frame maps (N, T, C, H/8, W/8); head output as :class:`FCOSHead` with one level.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, fusion: nn.Module, head: FCOSHead, num_frames: int,
-                 pixel_mean: Sequence[float] = PIXEL_MEAN, pixel_std: Sequence[float] = PIXEL_STD, level: str = "P3"):
+                 pixel_mean: Sequence[float] = PIXEL_MEAN, pixel_std: Sequence[float] = PIXEL_STD, level: str = "P3",
+                 history_grad: bool = True):
         super().__init__()
         if level not in neck.levels:
             raise ConfigError(f"the sequence detector fuses {level}, which the neck does not output ({list(neck.levels)})")
         self.backbone, self.neck, self.fusion, self.head = backbone, neck, fusion, head
         self.num_frames = int(num_frames)
         self.level = level
+        self.history_grad = bool(history_grad)
         self.level_index = list(neck.levels).index(level)
         register_pixel_normalization(self, pixel_mean, pixel_std)
 
@@ -94,7 +105,7 @@ class SequenceDetector(nn.Module):
         return not isinstance(self.fusion, IdentityFusion)
 
     def frame_features(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-frame stride-8 maps: (M, 3, H, W) in [0, 255] → ((M, C, H/8, W/8), neck losses).
+        """Per-frame maps of ``level``: (M, 3, H, W) in [0, 255] → ((M, C, H/s, W/s), neck losses), s = 8 (P3) or 4 (P2).
 
         In eval mode each frame's map depends on that frame only (BatchNorm uses running
         statistics), so maps can be cached and reused by overlapping clips (``irdet detect``).
@@ -121,6 +132,12 @@ class SequenceDetector(nn.Module):
         if not self.uses_history:  # only the current frame matters
             feat, losses = self.frame_features(video[:, -1])
             return self.head([feat]), losses
+        if self.training and not self.history_grad and t > 1:
+            with torch.no_grad():
+                past, _ = self.frame_features(video[:, :-1].flatten(0, 1))
+            current, losses = self.frame_features(video[:, -1])
+            feats = torch.cat([past.view(n, t - 1, *past.shape[1:]), current.unsqueeze(1)], dim=1)
+            return self.head_from_features(feats), losses
         feats, losses = self.frame_features(video.flatten(0, 1))
         feats = feats.view(n, t, *feats.shape[1:])
         return self.head_from_features(feats), losses

@@ -107,3 +107,4 @@ def test_val_split_null_trains_without_validation_and_keeps_last(small_root, tmp
     assert len(checkpointers) == 1 and checkpointers[0].startswith("LastCheckpoint{'monitor': None")  # no best.ckpt one
     header = (run / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss" in header and "val/" not in header
+    assert "train/dadapt_d" in header  # DAdaptAdam's step-size estimate d is logged beside the losses

@@ -382,3 +382,24 @@ def test_reference_head_config_builds_the_reference_head():
     # R18 at 256 channels: 21.71 M parameters (irdet's default BAFE-Net-R18: 20.53 M; the paper's Table II: 22.31 M)
     assert sum(p.numel() for p in det.parameters()) == 21_712_534
     assert sum(p.numel() for p in det.parameters() if p.requires_grad) == 21_712_534 - 118_470  # the frozen scorer
+
+
+@pytest.mark.parametrize("stop", [False, True])
+def test_seg_stop_grad_keeps_the_sky_loss_off_the_shared_features(stop):
+    """seg_stop_grad (sky head without exchange, Table IV b): the sky loss trains the sky tower but
+    sends no gradient into the shared input; the classification path still does."""
+    torch.manual_seed(0)
+    head = BAFEHead(in_channels=32, feat_channels=32, stacked_convs=1, strides=[8], regress_ranges=[(-1, 1e8)],
+                    exchange=False, seg_stop_grad=stop)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    out = head([x])
+    (g_seg,) = torch.autograd.grad(out["seg_logits"][0].sum(), x, retain_graph=True, allow_unused=True)
+    assert (g_seg is None or g_seg.abs().sum() == 0) == stop
+    assert any(p.grad is None for p in head.seg_tower.parameters())  # nothing accumulated yet
+    out["seg_logits"][0].sum().backward(retain_graph=True)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.seg_tower.parameters() if p.dim() > 1)
+    (g_cls,) = torch.autograd.grad(out["cls_scores"][0].sum(), x)
+    assert g_cls.abs().sum() > 0
+    with pytest.raises(ConfigError, match="seg_stop_grad must be true/false"):
+        BAFEHead(in_channels=32, feat_channels=32, stacked_convs=1, strides=[8], regress_ranges=[(-1, 1e8)],
+                 seg_stop_grad="yes")

@@ -150,6 +150,47 @@ def test_builder_errors():
         build_sequence_detector(merge(_model_cfg(), {"head": {"regress_ranges": [[-1, 64], [64, 1e8]]}}))
 
 
+def test_level_p2_fuses_and_predicts_at_stride_4():
+    torch.manual_seed(0)
+    cfg = merge(_model_cfg(3, level="P2"), {"neck": {"levels": ["P2"], "in_levels": ["C2", "C3", "C4", "C5"]},
+                                            "head": {"assigner": "nearest", "box_param": "offset"}})
+    model = build_sequence_detector(cfg)
+    assert model.level == "P2" and model.head.strides == [4]
+    batch = _batch(2, 3)
+    assert model.frame_features(batch["video"][:, -1])[0].shape == (2, 16, 16, 16)
+    assert model(batch["video"])[0]["cls_scores"][0].shape == (2, 1, 16, 16)
+    model.loss(batch)["loss"].backward()
+    with pytest.raises(ConfigError, match="temporal.level must be one of"):
+        build_sequence_detector(_model_cfg(level="P4"))
+    with pytest.raises(ConfigError, match="must contain P2"):  # the neck outputs P3-P5 only
+        build_sequence_detector(_model_cfg(level="P2"))
+    with pytest.raises(ConfigError, match="history_grad must be true/false"):
+        build_sequence_detector(_model_cfg(history_grad="no"))
+
+
+@pytest.mark.parametrize("history_grad", [True, False])
+def test_history_grad_switch(history_grad):
+    """history_grad false: in training only the current frame's backbone + neck pass gets gradient
+    (the history frames' pixels get none); fusion and head train; evaluation is unchanged."""
+    torch.manual_seed(0)
+    model = build_sequence_detector(_model_cfg(3, "bpfpn", history_grad=history_grad)).train()
+    batch = _batch(2, 3)
+    video = batch["video"].requires_grad_(True)
+    losses = model.loss({**batch, "video": video})
+    assert "loss_dgr" in losses
+    losses["loss"].backward()
+    past, current = video.grad[:, :2].abs().sum(), video.grad[:, -1].abs().sum()
+    assert current > 0 and (past > 0) == history_grad
+    fusion_grads = [p.grad for p in model.fusion.parameters() if p.requires_grad]
+    assert fusion_grads and all(g is not None for g in fusion_grads)
+    torch.manual_seed(0)
+    reference = build_sequence_detector(_model_cfg(3, "bpfpn")).eval()
+    model.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(batch["video"])[0]["cls_scores"][0],
+                                   reference(batch["video"])[0]["cls_scores"][0])
+
+
 @pytest.mark.parametrize("name,reaches", [("yolobp_r18_t5_synthetic", True), ("yolobp_r18_t5_synthetic_dgr_bottom_up", False)])
 def test_dgr_reaches_the_level_the_head_reads(name, reaches):
     """The YOLO-BP config sends DGR's gradient into P3, the one level the head reads (and trains

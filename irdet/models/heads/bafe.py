@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irdet.errors import ConfigError
 from irdet.models.heads.exchange import CrossTaskExchange
 from irdet.models.heads.fcos import FCOSHead, make_tower
 from irdet.models.heads.lsk import LSKAttention, init_normal_
@@ -64,11 +65,17 @@ class BAFEHead(FCOSHead):
         seg_loss_weight: weight of the BCE sky loss (1).
         reference_blocks: add the reference code's shared LSK module and ``convs_cls`` /
             ``convs_seg`` blocks before the exchange (see the module docstring; False).
+        seg_stop_grad: feed the sky tower a detached copy of the shared level features, so no
+            gradient flows from the sky tower into the neck and backbone: without the exchange the
+            sky loss then trains only the sky tower and ``conv_seg``; with it, the channels the
+            exchange moves from the classification tower into Y2 still carry the sky loss back.
+            A probe of how the sky task couples to detection (irdet extension; False = the paper).
 
     ``forward`` adds ``seg_logits``: per level (N, 1, H_l, W_l) sky logits.
     """
 
-    CONFIG = {"exchange": True, **EXCHANGE_CONFIG, "seg_loss_weight": 1.0, "reference_blocks": False}
+    CONFIG = {"exchange": True, **EXCHANGE_CONFIG, "seg_loss_weight": 1.0, "reference_blocks": False,
+              "seg_stop_grad": False}
 
     @classmethod
     def config_keys(cls) -> dict:
@@ -83,7 +90,8 @@ class BAFEHead(FCOSHead):
     def __init__(self, *args, exchange: bool = True, adapter: bool = True, exchange_ratio: float = 0.5,
                  adapter_hidden: int = 64, selection: str = "dynamic", exchange_mode: str = "channel",
                  scorer: str = "ste", seg_loss_weight: float = 1.0, in_channels: int = 256,
-                 stacked_convs: int = 4, feat_channels: int = 256, reference_blocks: bool = False, **kwargs):
+                 stacked_convs: int = 4, feat_channels: int = 256, reference_blocks: bool = False,
+                 seg_stop_grad: bool = False, **kwargs):
         super().__init__(*args, in_channels=in_channels, stacked_convs=stacked_convs, feat_channels=feat_channels, **kwargs)
         self.seg_tower = make_tower(in_channels, feat_channels, stacked_convs)
         self.conv_seg = nn.Conv2d(feat_channels, 1, 3, padding=1)
@@ -99,6 +107,9 @@ class BAFEHead(FCOSHead):
         )
         self.seg_loss_weight = seg_loss_weight
         self.reference_blocks = reference_blocks
+        if not isinstance(seg_stop_grad, bool):
+            raise ConfigError(f"model.head.seg_stop_grad must be true/false, got {seg_stop_grad!r}")
+        self.seg_stop_grad = seg_stop_grad
         if reference_blocks:
             self.lsk_module = init_normal_(LSKAttention(feat_channels))
             self.convs_cls = init_normal_(conv_bn_relu_pair(feat_channels))
@@ -106,7 +117,7 @@ class BAFEHead(FCOSHead):
 
     def cls_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         x1 = self.cls_tower(x)
-        x2 = self.seg_tower(x)
+        x2 = self.seg_tower(x.detach() if self.seg_stop_grad else x)
         if self.reference_blocks:
             x1 = self.convs_cls(self.lsk_module(x1))
             x2 = self.convs_seg(self.lsk_module(x2))
