@@ -255,7 +255,7 @@ def cmd_show_augment(args) -> int:
 def cmd_ablate(args) -> int:
     from irdet.engine.ablate import ablate
 
-    md = ablate(args.table, args.budget, args.data, args.out, args.overrides, args.rows, args.dry_run)
+    md = ablate(args.table, args.budget, args.data, args.out, args.overrides, args.rows, args.dry_run, args.seeds)
     print(Path(md).read_text())
     print(f"wrote {md}")
     return 0
@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/ablations", help="results root (runs are shared between tables)")
     p.add_argument("--rows", nargs="*", default=None, help="only these rows (e.g. a b f)")
     p.add_argument("--dry-run", action="store_true", help="only rewrite the table from finished runs")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run every row once per seed (train.seed) and report mean ± std per row in "
+                        "OUT/BUDGET/<table>_seeds.md (default: one run per row at its config's seed)")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_ablate)
 

@@ -16,6 +16,12 @@ and Table IV a), and a ``_cpu`` config identical to a row, are trained once. Fin
 another process (lock file) is skipped. The evaluated checkpoint is ``best.ckpt`` when the
 row has a ``data.val_split``, else ``last.ckpt`` (no honest selection split); ``result.json`` records which.
 
+Seeds (``--seeds 0 1 2``): every row runs once per seed (``train.seed``, part of the run key),
+and each measured cell is the mean ± sample standard deviation over the seeds finished so far
+(``n`` column); a note under the table says that a difference between two rows counts only
+when it exceeds twice the larger of their standard deviations. Without ``--seeds`` a row is
+one run at its config's seed, as before.
+
 ``task: sequence`` rows (e.g. ``irdet ablate configs/sequences --budget paper --rows
 yolofpn_r18_t1_synthetic yolobp_r18_t5_synthetic``) train the multi-frame detector and report
 the SSTNet protocol (AP50, P, R, F1, Pd, Fa) and parameters; their ``data.root`` (which
@@ -29,6 +35,7 @@ import copy
 import hashlib
 import json
 import os
+import statistics
 from pathlib import Path
 
 from irdet.config import config_task, load_config
@@ -175,38 +182,61 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         lock.release()
 
 
-def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict | None]]) -> str:
+def _number(v, nd=3) -> str:
+    return "–" if v is None else (f"{v:.2e}" if abs(v) and abs(v) < 1e-3 else f"{v:.{nd}f}")
+
+
+def _mean_std(values: list[float]) -> str:
+    """``mean ± sample std`` of ``values`` (just the value for one)."""
+    if len(values) == 1:
+        return _number(values[0])
+    return f"{_number(statistics.mean(values))} ± {_number(statistics.stdev(values))}"  # exact sums: equal values give 0
+
+
+def format_markdown(table: str, budget: str, rows: list[tuple[Path, dict, dict | None]],
+                    seeds: list[int] | None = None) -> str:
     """Markdown table of measured rows beside the paper's numbers (the columns of the rows' task:
-    :attr:`irdet.engine.tasks.Task.table_columns` and ``paper_columns``)."""
+    :attr:`irdet.engine.tasks.Task.table_columns` and ``paper_columns``).
+
+    ``rows``: ``(row file, config, result)``, or with ``seeds`` ``(row file, config, [result or
+    None per seed])``: cells are then mean ± sample std over the finished seeds, with an ``n``
+    column (finished / asked) and the two-standard-deviation note under the table.
+    """
     task = task_of(rows[0][1]) if rows else TASKS["detect"]
     cols = task.table_columns
     paper = [header for header, _ in task.paper_columns]
-    head = ("row", "description", *cols, "params (M)", "GMACs", *paper, "run")
-    lines = [f"### {table} (budget: {budget})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def f(v, nd=3):
-        return "–" if v is None else (f"{v:.2e}" if abs(v) and abs(v) < 1e-3 else f"{v:.{nd}f}")
-
+    head = ("row", "description", *(("n",) if seeds else ()), *cols, "params (M)", "GMACs", *paper, "run")
+    title = f"### {table} (budget: {budget}" + (f", seeds {' '.join(map(str, seeds))})" if seeds else ")")
+    lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for path, cfg, res in rows:
         p = cfg.get("paper") or {}
-        if res is None:
+        done = [r for r in res if r is not None] if seeds else ([res] if res is not None else [])
+        if not done:
             measured = ["not run"] + ["–"] * (len(cols) + 1)
         else:
-            macs = res.get("macs")
-            measured = [f(res.get(c)) for c in cols] + [f"{res['params'] / 1e6:.2f}", "–" if macs is None else f"{macs / 1e9:.2f}"]
-        cells = [path.stem, cfg.get("description", ""), *measured, *(f(p.get(k)) for _, k in task.paper_columns),
-                 res["key"] if res else config_key(cfg)]
+            macs = done[0].get("macs")
+            measured = [_mean_std([r[c] for r in done]) if all(r.get(c) is not None for r in done) else "–"
+                        for c in cols] + [f"{done[0]['params'] / 1e6:.2f}", "–" if macs is None else f"{macs / 1e9:.2f}"]
+        keys = " ".join(r["key"] for r in done) if seeds else (done[0]["key"] if done else config_key(cfg))
+        n = (f"{len(done)}/{len(seeds)}",) if seeds else ()
+        cells = [path.stem, cfg.get("description", ""), *n, *measured, *(_number(p.get(k)) for _, k in task.paper_columns),
+                 keys or "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    if seeds:
+        lines += ["", "Mean ± sample standard deviation over the finished seeds (n). A difference between two rows "
+                      "counts only when it exceeds twice the larger of their two standard deviations."]
     return "\n".join(lines) + "\n"
 
 
 def ablate(table: str, budget: str = "cpu", data: str | None = None, out: str | Path = "runs/ablations",
-           overrides=(), rows: list[str] | None = None, dry_run: bool = False) -> Path:
+           overrides=(), rows: list[str] | None = None, dry_run: bool = False, seeds: list[int] | None = None) -> Path:
     """Train and evaluate every row of ``table`` not yet done; write ``<out>/<budget>/<table>.md``.
 
     Args:
         rows: optional subset of row names (file stems or their suffix after ``<table>_``).
         dry_run: only (re)write the table from finished runs.
+        seeds: run every row once per seed (``train.seed``) and report mean ± std (see the module
+            docstring; the file is then ``<table>_seeds.md``); None = one run per row.
 
     Returns:
         the markdown file.
@@ -216,27 +246,40 @@ def ablate(table: str, budget: str = "cpu", data: str | None = None, out: str | 
     """
     out = Path(out) / budget
     runs_dir = out / "runs"
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"--seeds needs distinct seeds, got {seeds}")
     selected = []
     for path in table_rows(table):
         short = path.stem.split("_", 1)[-1]
         if rows and path.stem not in rows and short not in rows:
             continue
-        selected.append((path, budget_config(path, budget, overrides)))
-    tasks = {config_task(cfg) for _, cfg in selected}
+        per_seed = [budget_config(path, budget, [*overrides, f"train.seed={s}"]) for s in seeds] if seeds else \
+            [budget_config(path, budget, overrides)]
+        selected.append((path, per_seed))
+    tasks = {config_task(cfgs[0]) for _, cfgs in selected}
     if len(tasks) > 1:
         raise ConfigError(f"{table}: rows mix single-frame and sequence configs; choose rows of one kind with --rows")
     results = []
-    for path, cfg in selected:
-        done = runs_dir / config_key(cfg) / "result.json"
-        res = json.loads(done.read_text()) if done.is_file() else None
-        if res is None and not dry_run:
-            print(f"[ablate] {table}: row {path.stem} -> run {config_key(cfg)}")
-            res = run_row(cfg, runs_dir, data)
-            if res is None:
-                print(f"[ablate] run {config_key(cfg)} is being trained by another process: skipped")
-        results.append((path, cfg, res))
-    name = Path(table).name
+    for path, cfgs in selected:
+        row_results = []
+        for cfg in cfgs:
+            done = runs_dir / config_key(cfg) / "result.json"
+            res = json.loads(done.read_text()) if done.is_file() else None
+            if res is None and not dry_run:
+                seed = f" seed {cfg['train']['seed']}" if seeds else ""
+                print(f"[ablate] {table}: row {path.stem}{seed} -> run {config_key(cfg)}")
+                res = run_row(cfg, runs_dir, data)
+                if res is None:
+                    print(f"[ablate] run {config_key(cfg)} is being trained by another process: skipped")
+            row_results.append(res)
+        results.append((path, cfgs[0], row_results if seeds else row_results[0]))
+    name = Path(table).name + ("_seeds" if seeds else "")
     md = out / f"{name}.md"
-    atomic_write_bytes(md, format_markdown(name, budget, results).encode())
-    atomic_write_json(out / f"{name}.json", [{"row": p.stem, "key": config_key(c), "result": r} for p, c, r in results])
+    atomic_write_bytes(md, format_markdown(Path(table).name, budget, results, seeds).encode())
+    if seeds:
+        summary = [{"row": p.stem, "seeds": list(seeds), "keys": [config_key(c) for c in cfgs], "results": r}
+                   for (p, cfgs), (_, _, r) in zip(selected, results)]
+    else:
+        summary = [{"row": p.stem, "key": config_key(c), "result": r} for p, c, r in results]
+    atomic_write_json(out / f"{name}.json", summary)
     return md

@@ -174,3 +174,41 @@ def test_run_row_keeps_last_without_a_val_split_and_restarts_a_killed_start(dens
     (run / "result.json").unlink()
     (run / "checkpoints" / "best.ckpt").write_bytes(b"not used")
     assert ab.run_row(cfg, tmp_path / "runs", str(root))["checkpoint"] == "last"
+
+
+def test_ablate_seeds_report_mean_and_std(tmp_path, monkeypatch):
+    rows = tmp_path / "st"
+    rows.mkdir()
+    base = (CONFIGS / "fcos_r18_densesirst_cpu.yaml").resolve()
+    for name in ("a", "b"):
+        (rows / f"st_{name}.yaml").write_text(f"_base_: {base}\ndescription: row {name}\n"
+                                              + ("model: {head: {center_sampling: true}}\n" if name == "b" else ""))
+    trained = []
+
+    def fake_train(cfg, data=None, out=None, resume=None, overwrite=False):
+        trained.append((cfg["name"], cfg["train"]["seed"]))
+        (Path(out) / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "checkpoints" / "last.ckpt").write_text(str(cfg["train"]["seed"]))
+        return Path(out)
+
+    def fake_eval(ckpt, data, split, out):  # mAP07 0.1 / 0.2 / 0.3 for seeds 0 / 1 / 2
+        seed = int(Path(ckpt).read_text())
+        return {"mAP07": 0.1 * (seed + 1), "mAP12": 0.05, "recall": 0.2, "AP75": 0.01, "Pd": 0.3, "Fa": 1e-5}
+
+    monkeypatch.setattr(ab, "train", fake_train)
+    monkeypatch.setattr(ab, "evaluate_checkpoint", fake_eval)
+    md = ab.ablate(str(rows), "paper", out=tmp_path / "out", seeds=[0, 1, 2], rows=["a"])
+    assert md.name == "st_seeds.md" and sorted(trained) == [("st_a", 0), ("st_a", 1), ("st_a", 2)]
+    text = md.read_text()
+    assert "| st_a | row a | 3/3 | 0.200 ± 0.100 | 0.200 ± 0.000 | 0.050 ± 0.000 |" in text  # mAP07: mean ± sample std of 0.1-0.3
+    assert "twice the larger of their two standard deviations" in text
+    text = ab.ablate(str(rows), "paper", out=tmp_path / "out", seeds=[0, 1, 2], dry_run=True).read_text()
+    assert "| st_a | row a | 3/3 |" in text and "| st_b | row b | 0/3 | not run |" in text
+    summary = json.loads((tmp_path / "out" / "paper" / "st_seeds.json").read_text())
+    assert len(set(summary[0]["keys"])) == 3 and [r["mAP07"] for r in summary[0]["results"]] == pytest.approx([0.1, 0.2, 0.3])
+    # the seed runs are ordinary runs: seed 0 of row a is the row at its config's seed 0
+    trained.clear()
+    ab.ablate(str(rows), "paper", out=tmp_path / "out", rows=["a"])
+    assert trained == []
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        ab.ablate(str(rows), "paper", out=tmp_path / "out", seeds=[1, 1])
