@@ -79,8 +79,9 @@ class SequenceDetector(nn.Module):
             the cached maps of ``irdet detect``), only the current frame's backbone + neck pass
             is differentiated, so a T = 5 step costs about one forward of the history more than
             a T = 1 step; the fusion block and the head are trained as before, and the neck's
-            auxiliary losses (``loss_dgr``) are those of the current frames. Evaluation is the
-            same either way.
+            auxiliary losses (``loss_dgr``) are those of the current frames. BatchNorm normalises
+            the history and the current frames as two batches (each updates the running
+            statistics). Evaluation is the same either way.
 
     Shapes: ``video`` (N, T, 3, H, W) float32 in [0, 255], oldest → current, H and W multiples of
     32; per-frame maps (N, T, C, H/8, W/8); head output as :class:`FCOSHead` with one level.
