@@ -36,8 +36,8 @@ from irdet.engine.checkpoints import atomic_torch_save
 from irdet.engine.module import DetectorModule
 from irdet.errors import DataError
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "DEFAULT_VIDEO_MODEL", "default_model_for", "FORMAT", "MAX_BYTES", "weights_path", "is_weights_file", "write_weights",
-           "read_weights", "load_weights"]
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "DEFAULT_VIDEO_MODEL", "default_model_for", "FORMAT", "MAX_BYTES",
+           "weights_path", "is_weights_file", "write_weights", "read_weights", "load_weights"]
 
 #: folder of the shipped weights inside the package
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"

@@ -68,7 +68,7 @@ class SequenceDetector(nn.Module):
         neck: FPN / BP-FPN, returns ``(levels, aux_losses)``; must output ``level``.
         fusion: a block of :mod:`irdet.models.temporal` (:class:`~irdet.models.temporal.TemporalFusion3D`
             or :class:`~irdet.models.temporal.IdentityFusion`), (N, T, C, h, w) → (N, C, h, w).
-        head: :class:`FCOSHead` with ``strides == (8,)`` (one level).
+        head: :class:`FCOSHead` with one level, at the stride of ``level`` (8 for P3, 4 for P2).
         num_frames: T, frames per clip.
         pixel_mean, pixel_std: per-channel normalisation of [0, 255] inputs (:mod:`irdet.models.normalization`).
         level: the neck output fused and fed to the head (``"P3"``, stride 8, the host's; or
@@ -84,7 +84,7 @@ class SequenceDetector(nn.Module):
             statistics). Evaluation is the same either way.
 
     Shapes: ``video`` (N, T, 3, H, W) float32 in [0, 255], oldest → current, H and W multiples of
-    32; per-frame maps (N, T, C, H/8, W/8); head output as :class:`FCOSHead` with one level.
+    32; per-frame maps (N, T, C, H/s, W/s), s = 8 (P3) or 4 (P2); head output as :class:`FCOSHead` with one level.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, fusion: nn.Module, head: FCOSHead, num_frames: int,
