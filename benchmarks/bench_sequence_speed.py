@@ -1,8 +1,8 @@
 """CPU cost of multi-frame (sequence) configs relative to the first one, measured in the same run.
 
 For every config: parameters, multiply-adds of one clip (1, T, 3, H, W) at the benchmark's
-frame size (``--img-size``, default 256×256, the synthetic frames; one multiply-add = one FLOP
-of :class:`torch.utils.flop_counter.FlopCounterMode` / 2), the median training step (forward
+frame size (``--img-size``, default 256×256, the synthetic frames;
+:func:`irdet.models.complexity.complexity`, one multiply-add = one FLOP), the median training step (forward
 + losses + backward + DAdaptAdam on real training clips of the config's own pipeline: its
 crops and ``train.batch_size``; the first step is warm-up) and the median streaming inference
 time per frame (what ``irdet detect`` pays on a video: one new frame through backbone + neck,
@@ -21,13 +21,13 @@ import statistics
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bench_speed import time_steps
 from irdet.config import load_config
 from irdet.engine.optim import build_optimizer
 from irdet.engine.precision import cpu_has_bf16
 from irdet.engine.tasks import task_of
+from irdet.models.complexity import complexity
 
 
 def train_batches(cfg: dict, data: str | None, n: int) -> tuple[dict, list[dict]]:
@@ -56,13 +56,6 @@ def stream_frame_s(model, t: int, hw: tuple[int, int], repeats: int) -> float:
     return statistics.median(times)
 
 
-def clip_macs(model, t: int, hw: tuple[int, int]) -> int:
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, t, 3, *hw))
-    return int(counter.get_total_flops() // 2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("configs", nargs="+", help="sequence configs; the first is the baseline of the ratios")
@@ -81,8 +74,9 @@ def main() -> None:
         model = task_of(cfg).build_model(cfg["model"])
         opt = build_optimizer(model)
         t = int(model.num_frames)
+        cost = complexity(model, args.img_size, frames=t)
         rows[name] = {
-            "params": sum(p.numel() for p in model.parameters()), "macs": clip_macs(model, t, args.img_size),
+            "params": cost["params"], "macs": cost["macs"],
             "step": time_steps(model, opt, batches, args.steps),
             "step_bf16": time_steps(model, opt, batches, args.steps, bf16=True) if bf16 else None,
             "frame": stream_frame_s(model, t, args.img_size, args.steps), "batch": len(batches[0]["boxes"]),

@@ -164,7 +164,12 @@ def load(model=None, backend: str | None = None, device: str = "auto", precision
         ConfigError: bad backend / precision / tile options. IrdetError: ``onnxruntime``
             asked for without the ``export`` extra installed.
     """
-    path = None if model in (None, "default") else default_model_for([], frames=True) if model == "video" else model
+    if model in (None, "default"):
+        path = None
+    elif model == "video":
+        path = default_model_for([], frames=True)
+    else:
+        path = model
     module = load_model(path, backend)
     set_tiling(module, tile, tile_overlap)
     m = Model(module, device, precision)

@@ -26,7 +26,7 @@ from irdet.models.sequence_detector import SequenceDetector
 __all__ = ["build_detector", "build_sequence_detector", "build_trunk", "build_neck", "build_head", "build_fusion"]
 
 #: The sequence detector's head reads one level (``model.temporal.level``), every target on it.
-SEQUENCE_LEVELS, SEQUENCE_RANGES = {"P2": 4, "P3": 8}, [(-1, 1e8)]
+SEQUENCE_LEVELS, SEQUENCE_RANGES = ("P2", "P3"), [(-1, 1e8)]
 
 
 def build_neck(cfg: dict, in_channels: dict[str, int]) -> nn.Module:
@@ -154,7 +154,7 @@ def build_sequence_detector(cfg: dict) -> SequenceDetector:
         raise ConfigError(f"the sequence head has one level ({level}): model.head.regress_ranges needs 1 entry, got {ranges}")
     backbone, neck = build_trunk(cfg)
     fusion = build_fusion(cfg.get("temporal"), neck.out_channels)
-    head = build_head(head_cfg, "fcos", neck.out_channels, (SEQUENCE_LEVELS[level],), ranges)
+    head = build_head(head_cfg, "fcos", neck.out_channels, (neck.strides[list(neck.levels).index(level)],), ranges)
     history_grad = temporal["history_grad"]
     if not isinstance(history_grad, bool):
         raise ConfigError(f"model.temporal.history_grad must be true/false, got {history_grad!r}")
