@@ -131,8 +131,11 @@ def test_ablate_runs_sequence_rows_with_their_protocol(tmp_path, monkeypatch):
     text = ab.ablate(str(rows), "paper", out=tmp_path / "out", overrides=["data.root=bench_a"]).read_text()
     assert sorted(trained) == [1, 5]
     assert "| AP50 | precision | recall | F1 | Pd | Fa |" in text and "| 0.420 | 0.500 | 0.600 | 0.545 | 0.610 | 2.00e-05 |" in text
-    res = json.loads((tmp_path / "out" / "paper" / "seq.json").read_text())[0]["result"]
-    assert res["params"] > 1e6 and res["macs"] is None and res["split"] == "test"
+    results = {r["result"]["config"]: r["result"] for r in json.loads((tmp_path / "out" / "paper" / "seq.json").read_text())}
+    res = results["yolobp_r18_t5_synthetic"]
+    assert res["params"] > 1e6 and res["split"] == "test"
+    # MACs of one clip: the T = 5 row runs the backbone on five frames, the T = 1 row on one
+    assert results["yolobp_r18_t5_synthetic"]["macs"] > 3 * results["yolofpn_r18_t1_synthetic"]["macs"] > 0
     # another synthetic benchmark is another experiment
     cfg = ab.budget_config(rows / "yolobp_r18_t5_synthetic.yaml", "paper", ["data.root=bench_a"])
     assert ab.config_key(cfg) != ab.config_key(ab.budget_config(rows / "yolobp_r18_t5_synthetic.yaml", "paper", ["data.root=bench_b"]))

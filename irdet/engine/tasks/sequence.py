@@ -193,8 +193,12 @@ class SequenceTask(Task):
         return build_sequence_detector(model_cfg)
 
     def cost(self, cfg: dict) -> dict:
-        """Parameters only (``macs`` None: not counted for multi-frame detectors)."""
-        return {"params": int(sum(p.numel() for p in build_sequence_detector(cfg["model"]).parameters())), "macs": None}
+        """Parameters and MACs of one T-frame clip at ``data.img_size`` (the evaluation frame size)."""
+        from irdet.models.complexity import complexity
+
+        model = build_sequence_detector(cfg["model"])
+        stats = complexity(model, cfg["data"]["img_size"], frames=model.num_frames)
+        return {"params": stats["params"], "macs": stats["macs"]}
 
     def example_shape(self, model, batch: int, h: int, w: int) -> tuple[int, ...]:
         return (batch, int(model.num_frames), 3, h, w)
