@@ -174,8 +174,9 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         split = split or cfg["data"]["test_split"]
         metrics = evaluate_checkpoint(best if use_best else last, data, split, run / f"eval_{split}")
         task = task_of(cfg)  # its metrics (single-frame: VOC, Table II protocol; sequence: SSTNet protocol) and cost
+        # a metric the split cannot give (no SNR labels, no distractors) is kept as None ("–" in the table)
         result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if use_best else "last",
-                  **{k: metrics[k] for k in task.result_metrics}, **task.cost(cfg)}
+                  **{k: metrics.get(k) for k in task.result_metrics}, **task.cost(cfg)}
         atomic_write_json(result_file, result)
         return result
     finally:

@@ -20,6 +20,12 @@ Two measurements use them:
   single-frame detector cannot tell a static distractor from a target by appearance (they
   are drawn alike); only motion can, so these two numbers measure what the temporal model
   adds.
+* **AP50 lost to the distractors** (:func:`distractor_ap50_cost`): the same two numbers hang on
+  one score threshold, and a detector early in training may put no score above it. Without a
+  threshold: AP50 once as it is, and once with every distractor box added as ``iscrowd = 1``
+  (a detection on a distractor is then ignored, not a false positive);
+  ``distractor_AP50_cost`` = the second minus the first, ≥ 0, the AP50 the detector loses by
+  ranking distractors among its detections.
 
 Boxes: COCO ``[x, y, w, h]`` pixel-edge, original-frame pixels.
 """
@@ -33,7 +39,8 @@ import numpy as np
 from irdet.data.coco import load_coco
 from irdet.metrics.coco import coco_evaluate, load_coco_results
 
-__all__ = ["SNR_EDGES", "ap50_by_snr", "distractor_false_alarms", "synthetic_metrics", "format_synthetic_table"]
+__all__ = ["SNR_EDGES", "ap50_by_snr", "snr_key", "distractor_false_alarms", "distractor_ap50_cost", "synthetic_metrics",
+           "format_synthetic_table"]
 
 #: default SNR bin edges: [0, 2) very dim, [2, 5) dim, [5, 10), [10, ∞)
 SNR_EDGES = (0.0, 2.0, 5.0, 10.0, math.inf)
@@ -74,6 +81,40 @@ def ap50_by_snr(ann, results, edges=SNR_EDGES) -> list[dict]:
         m = coco_evaluate(gt, res) if n else None
         rows.append({"bin": (lo, hi), "num_gts": n, "AP50": m and m["AP50"], "recall": m and m["recall"]})
     return rows
+
+
+def snr_key(lo: float, hi: float) -> str:
+    """Flat metrics key of the SNR bin [lo, hi), e.g. ``AP50_snr_0_2``, ``AP50_snr_10_inf``."""
+    return f"AP50_snr_{lo:g}_{'inf' if math.isinf(hi) else f'{hi:g}'}"
+
+
+def distractor_ap50_cost(ann, results) -> dict | None:
+    """AP50 with and without the static distractors counted (module docstring), threshold-free.
+
+    Args:
+        ann: COCO annotation path or dict with a top-level ``"distractors"`` list.
+        results: COCO results path or list.
+
+    Returns:
+        None when the annotations have no ``"distractors"`` key; else ``AP50_distractors_ignored``
+        (detections on a distractor box ignored, pycocotools crowd rule: covered ≥ 50 % by it) and
+        ``distractor_AP50_cost`` (that minus the plain AP50; 0.0 without distractor boxes).
+
+    Raises:
+        DataError: bad annotation or results file.
+    """
+    gt = load_coco(ann)  # a private copy: the distractors are appended to its annotations
+    if "distractors" not in gt:
+        return None
+    res = load_coco_results(results, gt)
+    plain = coco_evaluate(gt, res)["AP50"]
+    first = max((a["id"] for a in gt["annotations"]), default=0) + 1
+    category = gt["categories"][0]["id"]
+    gt["annotations"] = gt["annotations"] + [
+        {"id": first + i, "image_id": d["image_id"], "category_id": category, "bbox": list(d["bbox"]),
+         "area": float(d["bbox"][2] * d["bbox"][3]), "iscrowd": 1} for i, d in enumerate(gt["distractors"])]
+    ignored = coco_evaluate(gt, res)["AP50"] if gt["distractors"] else plain
+    return {"AP50_distractors_ignored": ignored, "distractor_AP50_cost": ignored - plain}
 
 
 def _centres(boxes) -> np.ndarray:
@@ -137,9 +178,10 @@ def distractor_false_alarms(ann, results, score_thr: float = 0.5, dist_thr: floa
 
 
 def synthetic_metrics(ann, results, score_thr: float = 0.5, edges=SNR_EDGES) -> dict:
-    """Both measurements where the annotations allow them: ``AP50_snr`` (list of ``{"snr_min",
-    "snr_max" (None = ∞), "num_gts", "AP50", "recall"}``) when every annotation has ``snr``,
-    the :func:`distractor_false_alarms` keys when the file lists distractors; {} otherwise.
+    """The measurements the annotations allow: ``AP50_snr`` (list of ``{"snr_min", "snr_max"
+    (None = ∞), "num_gts", "AP50", "recall"}``) and the same AP50s as flat keys
+    (:func:`snr_key`) when every annotation has ``snr``; the :func:`distractor_false_alarms`
+    and :func:`distractor_ap50_cost` keys when the file lists distractors; {} otherwise.
 
     Raises:
         DataError: bad annotation or results file.
@@ -151,9 +193,12 @@ def synthetic_metrics(ann, results, score_thr: float = 0.5, edges=SNR_EDGES) -> 
         out["AP50_snr"] = [{"snr_min": r["bin"][0], "snr_max": None if math.isinf(r["bin"][1]) else r["bin"][1],
                             "num_gts": r["num_gts"], "AP50": r["AP50"], "recall": r["recall"]}
                            for r in ap50_by_snr(gt, res, edges)]
+        out.update({snr_key(r["snr_min"], math.inf if r["snr_max"] is None else r["snr_max"]): r["AP50"]
+                    for r in out["AP50_snr"]})
     fa = distractor_false_alarms(gt, res, score_thr)
     if fa is not None:
         out.update(fa)
+        out.update(distractor_ap50_cost(gt, res))
     return out
 
 
@@ -171,4 +216,7 @@ def format_synthetic_table(metrics: dict) -> str:
                      f"{metrics['distractor_frames']} frames)")
         lines.append(f"distractor_hit_rate      {metrics['distractor_hit_rate']:.3f}  distractor boxes hit "
                      f"({metrics['distractor_boxes']} boxes)")
+    if "distractor_AP50_cost" in metrics:
+        lines.append(f"distractor_AP50_cost     {metrics['distractor_AP50_cost']:.3f}  AP50 lost to detections on "
+                     f"distractors (AP50 {metrics['AP50_distractors_ignored']:.3f} with them ignored)")
     return "\n".join(lines)

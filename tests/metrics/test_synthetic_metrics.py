@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from irdet.metrics.synthetic import ap50_by_snr, distractor_false_alarms, format_synthetic_table, synthetic_metrics
+from irdet.metrics.synthetic import (ap50_by_snr, distractor_ap50_cost, distractor_false_alarms, format_synthetic_table,
+                                     synthetic_metrics)
 
 
 def _gt(with_distractors: bool = True) -> dict:
@@ -44,6 +45,24 @@ def test_distractor_false_alarms():
     assert distractor_false_alarms(_gt(False), targets) is None
 
 
+def test_distractor_ap50_cost_is_threshold_free():
+    gt = _gt()
+    targets = [_det(a["image_id"], a["bbox"], score=0.4) for a in gt["annotations"]]
+    assert distractor_ap50_cost(gt, targets) == {"AP50_distractors_ignored": pytest.approx(1.0),
+                                                 "distractor_AP50_cost": pytest.approx(0.0)}
+    # a distractor ranked above every target, at a score under any Pd threshold: AP50 drops, the cost shows it
+    ranked_first = targets + [_det(1, [40.5, 40.0, 3.0, 3.0], score=0.45)]
+    m = distractor_ap50_cost(gt, ranked_first)
+    assert m["AP50_distractors_ignored"] == pytest.approx(1.0) and m["distractor_AP50_cost"] > 0.1
+    assert distractor_false_alarms(gt, ranked_first, score_thr=0.5)["distractor_false_alarms"] == 0
+    # a false alarm away from every distractor costs the same in both, so it is no distractor cost
+    elsewhere = targets + [_det(1, [50.0, 50.0, 3.0, 3.0], score=0.45)]
+    m = distractor_ap50_cost(gt, elsewhere)
+    assert m["AP50_distractors_ignored"] < 1.0 and m["distractor_AP50_cost"] == pytest.approx(0.0)
+    assert distractor_ap50_cost(_gt(False), targets) is None
+    assert gt["annotations"][-1]["id"] == 3  # the caller's annotations are not changed
+
+
 def test_ap50_by_snr_and_table():
     gt = _gt()
     res = [_det(1, [11.0, 10.0, 4.0, 4.0]), _det(3, [13.0, 10.0, 4.0, 4.0])]  # dim (1.5) and bright (12) found
@@ -54,6 +73,8 @@ def test_ap50_by_snr_and_table():
     assert [b["snr_max"] for b in m["AP50_snr"]] == [2.0, 5.0, 10.0, None] and m["distractor_fa_per_frame"] == 0.0
     text = format_synthetic_table(m)
     assert "AP50 SNR [0, 2)  1.000" in text and "[10, inf)" in text and "distractor_fa_per_frame" in text
+    assert m["AP50_snr_0_2"] == pytest.approx(1.0) and m["AP50_snr_5_10"] is None and "AP50_snr_10_inf" in m
+    assert m["distractor_AP50_cost"] == pytest.approx(0.0) and "distractor_AP50_cost" in text
     json.dumps(m, allow_nan=False)  # JSON-safe (no infinity)
     plain = _gt(False)
     for a in plain["annotations"]:

@@ -43,7 +43,7 @@ from irdet.engine.tasks.base import EvalSet, Task
 from irdet.errors import DataError, IrdetError
 from irdet.metrics import dets_to_results, save_results
 from irdet.metrics.coco import coco_evaluate, dets_to_coco_results, format_coco_table, write_coco_report
-from irdet.metrics.synthetic import format_synthetic_table, synthetic_metrics
+from irdet.metrics.synthetic import SNR_EDGES, format_synthetic_table, snr_key, synthetic_metrics
 from irdet.models import build_sequence_detector
 from irdet.visualize import VideoWriter, overlay
 
@@ -182,8 +182,11 @@ class SequenceTask(Task):
     val_metrics = ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa")
     val_prog_bar = ("AP50", "F1")
     val_log = {"sync_dist": False, "rank_zero_only": True}
-    result_metrics = ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa")
-    table_columns = ("AP50", "precision", "recall", "F1", "Pd", "Fa")
+    #: synthetic benchmarks add AP50 per SNR bin (SNR_EDGES) and the distractor columns ("–" elsewhere)
+    synthetic_columns = (*(snr_key(lo, hi) for lo, hi in zip(SNR_EDGES, SNR_EDGES[1:])),
+                         "distractor_fa_per_frame", "distractor_AP50_cost")
+    result_metrics = ("AP50", "AP50_95", "precision", "recall", "F1", "Pd", "Fa", *synthetic_columns)
+    table_columns = ("AP50", "precision", "recall", "F1", "Pd", "Fa", *synthetic_columns)
     unused_keys = (("data", "tiny_boxes"),)
     root_in_run_key = True  # which synthetic benchmark
     streams = True
