@@ -88,12 +88,14 @@ def snr_key(lo: float, hi: float) -> str:
     return f"AP50_snr_{lo:g}_{'inf' if math.isinf(hi) else f'{hi:g}'}"
 
 
-def distractor_ap50_cost(ann, results) -> dict | None:
+def distractor_ap50_cost(ann, results, ap50: float | None = None) -> dict | None:
     """AP50 with and without the static distractors counted (module docstring), threshold-free.
 
     Args:
         ann: COCO annotation path or dict with a top-level ``"distractors"`` list.
         results: COCO results path or list.
+        ap50: the plain AP50 of ``results``, when the caller has it (:func:`irdet.metrics.coco.coco_evaluate`
+            already ran); None: computed here.
 
     Returns:
         None when the annotations have no ``"distractors"`` key; else ``AP50_distractors_ignored``
@@ -107,7 +109,7 @@ def distractor_ap50_cost(ann, results) -> dict | None:
     if "distractors" not in gt:
         return None
     res = load_coco_results(results, gt)
-    plain = coco_evaluate(gt, res)["AP50"]
+    plain = coco_evaluate(gt, res)["AP50"] if ap50 is None else float(ap50)
     first = max((a["id"] for a in gt["annotations"]), default=0) + 1
     category = gt["categories"][0]["id"]
     gt["annotations"] = gt["annotations"] + [
@@ -177,11 +179,12 @@ def distractor_false_alarms(ann, results, score_thr: float = 0.5, dist_thr: floa
     }
 
 
-def synthetic_metrics(ann, results, score_thr: float = 0.5, edges=SNR_EDGES) -> dict:
+def synthetic_metrics(ann, results, score_thr: float = 0.5, edges=SNR_EDGES, ap50: float | None = None) -> dict:
     """The measurements the annotations allow: ``AP50_snr`` (list of ``{"snr_min", "snr_max"
     (None = ∞), "num_gts", "AP50", "recall"}``) and the same AP50s as flat keys
     (:func:`snr_key`) when every annotation has ``snr``; the :func:`distractor_false_alarms`
     and :func:`distractor_ap50_cost` keys when the file lists distractors; {} otherwise.
+    ``ap50``: the plain AP50 of ``results`` if the caller has computed it (not computed again).
 
     Raises:
         DataError: bad annotation or results file.
@@ -190,15 +193,14 @@ def synthetic_metrics(ann, results, score_thr: float = 0.5, edges=SNR_EDGES) -> 
     res = load_coco_results(results, gt)
     out: dict = {}
     if gt["annotations"] and all(isinstance(a.get("snr"), (int, float)) for a in gt["annotations"]):
+        bins = ap50_by_snr(gt, res, edges)
         out["AP50_snr"] = [{"snr_min": r["bin"][0], "snr_max": None if math.isinf(r["bin"][1]) else r["bin"][1],
-                            "num_gts": r["num_gts"], "AP50": r["AP50"], "recall": r["recall"]}
-                           for r in ap50_by_snr(gt, res, edges)]
-        out.update({snr_key(r["snr_min"], math.inf if r["snr_max"] is None else r["snr_max"]): r["AP50"]
-                    for r in out["AP50_snr"]})
+                            "num_gts": r["num_gts"], "AP50": r["AP50"], "recall": r["recall"]} for r in bins]
+        out.update({snr_key(*r["bin"]): r["AP50"] for r in bins})
     fa = distractor_false_alarms(gt, res, score_thr)
     if fa is not None:
         out.update(fa)
-        out.update(distractor_ap50_cost(gt, res))
+        out.update(distractor_ap50_cost(gt, res, ap50))
     return out
 
 

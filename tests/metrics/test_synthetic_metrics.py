@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from irdet.metrics.coco import coco_evaluate
 from irdet.metrics.synthetic import (ap50_by_snr, distractor_ap50_cost, distractor_false_alarms, format_synthetic_table,
                                      synthetic_metrics)
 
@@ -54,6 +55,8 @@ def test_distractor_ap50_cost_is_threshold_free():
     ranked_first = targets + [_det(1, [40.5, 40.0, 3.0, 3.0], score=0.45)]
     m = distractor_ap50_cost(gt, ranked_first)
     assert m["AP50_distractors_ignored"] == pytest.approx(1.0) and m["distractor_AP50_cost"] > 0.1
+    # the caller's plain AP50 (already evaluated) gives the same numbers without a second evaluation
+    assert distractor_ap50_cost(gt, ranked_first, ap50=coco_evaluate(gt, ranked_first)["AP50"]) == m
     assert distractor_false_alarms(gt, ranked_first, score_thr=0.5)["distractor_false_alarms"] == 0
     # a false alarm away from every distractor costs the same in both, so it is no distractor cost
     elsewhere = targets + [_det(1, [50.0, 50.0, 3.0, 3.0], score=0.45)]

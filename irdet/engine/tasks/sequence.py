@@ -281,7 +281,8 @@ class SequenceTask(Task):
         results = dets_to_coco_results(dets, gt["categories"][0]["id"])
         save_results(out / "predictions.json", results)
         metrics = coco_evaluate(gt, results, pdfa_score_thr=cfg["eval"]["pdfa_score_thr"])
-        metrics.update(synthetic_metrics(gt, results, cfg["eval"]["pdfa_score_thr"]))  # per-SNR AP50, distractor FA
+        # per-SNR AP50, distractor FA and AP50 cost (the plain AP50 is not evaluated twice)
+        metrics.update(synthetic_metrics(gt, results, cfg["eval"]["pdfa_score_thr"], ap50=metrics["AP50"]))
         metrics["split"] = ev.split
         write_coco_report(out, metrics)
         return metrics
@@ -301,7 +302,7 @@ class SequenceTask(Task):
         if not ann_path.is_file() and data and (Path(data) / ann_path).is_file():
             ann_path = Path(data) / ann_path
         metrics = coco_evaluate(ann_path, predictions, pdfa_score_thr=pdfa_score_thr, results_source=predictions)
-        metrics.update(synthetic_metrics(ann_path, predictions, pdfa_score_thr))  # per-SNR AP50, distractor FA
+        metrics.update(synthetic_metrics(ann_path, predictions, pdfa_score_thr, ap50=metrics["AP50"]))
         write_coco_report(out, metrics)
         return metrics
 
