@@ -12,7 +12,10 @@ for the sequence detector) record
   levels, DGR options, exchange options, frames).
 
 Each tensor is compared by its mean, its standard deviation and 16 values at fixed positions
-(relative tolerance 1e-5). ``tests/recorded/model_outputs.json`` was written by
+(relative tolerance 1e-4, absolute 1e-5: the fp32 convolution kernels differ between CPUs, and an
+AVX-512 machine gave outputs up to 2e-6 away from the AVX2 machine's record, where a change of
+wiring, parameter order or head settings moves them by 1e-2 and more).
+``tests/recorded/model_outputs.json`` was written by
 ``python tests/models/test_model_outputs.py --record`` with the code before the restructuring.
 """
 
@@ -133,7 +136,7 @@ def test_model_outputs_unchanged(name):
             now = got[part][key]
             for stat in ("mean", "std", "values"):
                 torch.testing.assert_close(torch.tensor(now[stat], dtype=torch.float64),
-                                           torch.tensor(rec[stat], dtype=torch.float64), rtol=1e-5, atol=1e-7,
+                                           torch.tensor(rec[stat], dtype=torch.float64), rtol=1e-4, atol=1e-5,
                                            msg=lambda m, k=key, s=stat: f"{name} {part} {k} {s}: {m}")
 
 
