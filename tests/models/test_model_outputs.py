@@ -13,8 +13,7 @@ for the sequence detector) record
 
 Each tensor is compared by its mean, its standard deviation and 16 values at fixed positions
 (relative tolerance 1e-4, absolute 1e-5: the fp32 convolution kernels differ between CPUs, and an
-AVX-512 machine gave outputs up to 2e-6 away from the AVX2 machine's record, where a change of
-wiring, parameter order or head settings moves them by 1e-2 and more).
+AVX-512 machine gave outputs up to 2e-6 away from the AVX2 machine's record).
 ``tests/recorded/model_outputs.json`` was written by
 ``python tests/models/test_model_outputs.py --record`` with the code before the restructuring.
 """
