@@ -58,7 +58,8 @@ exit status:
 def _inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"], default=None,
                    help="numeric precision of the network run from a checkpoint (default: the checkpoint config's "
-                        "train.precision). "
+                        "train.precision; for a packaged weights file, the shipped model included, the precision "
+                        "its metrics were scored in, so it reproduces them). "
                         "Resolved for the device: on a CPU without bf16 instructions (avx512_bf16/amx_bf16) "
                         "bf16-mixed and 16-mixed run as 32-true, on a CPU with them 16-mixed runs as bf16-mixed; "
                         "a change is said once on stderr. Decoding and metrics stay fp32")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from irdet.engine import zoo
 from irdet.engine.evaluate import evaluate_checkpoint
+from irdet.engine.precision import resolve_precision
 from irdet.engine.predict import load_checkpoint
 from irdet.errors import DataError
 
@@ -22,7 +23,11 @@ def package(checkpoint, out, data: str | None = None, split: str | None = None, 
     for DenseSIRST models, ``test`` for the synthetic sequence benchmarks;
     :func:`irdet.engine.evaluate.evaluate_checkpoint`,
     outputs in ``<stem>_eval/`` beside ``out``), and those metrics are stored in the file, so
-    ``irdet evaluate`` on the packaged file reproduces them. Source: irdet extension.
+    ``irdet evaluate`` on the packaged file reproduces them: they are scored in the config's
+    ``train.precision`` as it resolves on ``accelerator`` (bf16 autocast only where the CPU has
+    the instructions), that precision is stored as the metrics' ``eval_precision``, and
+    evaluation and detection of the file default to it
+    (:func:`irdet.engine.predict.inference_precision`). Source: irdet extension.
 
     Returns:
         ``(out, metrics)``.
@@ -36,9 +41,11 @@ def package(checkpoint, out, data: str | None = None, split: str | None = None, 
     out = zoo.write_weights(module, out, source=Path(checkpoint).name)
     metrics: dict = {}
     if evaluate:
+        precision = resolve_precision(str(module.config["train"].get("precision") or "32-true"), accelerator)
         metrics = evaluate_checkpoint(out, data, split, out.with_name(out.stem + "_eval"), accelerator,
-                                      num_workers=num_workers)
+                                      num_workers=num_workers, precision=precision)
         metrics = {"split": split or module.config["data"]["test_split"],
-                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}
+                   **{k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+                   "eval_precision": precision}
         zoo.write_weights(module, out, metrics, source=Path(checkpoint).name)  # the same float16 tensors
     return out, metrics

@@ -116,9 +116,11 @@ def set_tiling(module, tile=None, tile_overlap: int | None = None) -> None:
 
 
 def inference_precision(module, precision: str | None = None) -> str:
-    """The precision to run ``module`` in: ``precision``, else its config's ``train.precision``
-    (``32-true`` when absent); ``32-true`` for ONNX Runtime modules, whose precision was fixed at
-    export.
+    """The precision to run ``module`` in: ``precision``; else, for a packaged weights file that
+    stores metrics, the precision those metrics were scored in (their ``eval_precision``;
+    ``32-true`` for files packaged before irdet recorded it, which were scored in fp32), so the
+    file reproduces its own metrics; else its config's ``train.precision`` (``32-true`` when
+    absent). ``32-true`` for ONNX Runtime modules, whose precision was fixed at export.
 
     Raises:
         ConfigError: a precision other than ``32-true`` asked of an ONNX Runtime module.
@@ -128,7 +130,12 @@ def inference_precision(module, precision: str | None = None) -> str:
             raise ConfigError(f"--precision {precision}: an ONNX model runs in the precision it was exported in "
                               f"(float32, or float16 with irdet export --half)")
         return "32-true"
-    return precision or str(module.config.get("train", {}).get("precision") or "32-true")
+    if precision:
+        return precision
+    packaged = getattr(module, "packaged_metrics", None)
+    if packaged:
+        return str(packaged.get("eval_precision") or "32-true")
+    return str(module.config.get("train", {}).get("precision") or "32-true")
 
 
 def inference_device(device: str, backend: str = "pytorch") -> torch.device:

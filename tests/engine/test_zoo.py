@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from irdet.cli import main
 from irdet.engine import zoo
 from irdet.engine.evaluate import evaluate_checkpoint
 from irdet.engine.package import package
-from irdet.engine.predict import load_checkpoint
+from irdet.engine.precision import resolve_precision
+from irdet.engine.predict import inference_precision, load_checkpoint
 from irdet.errors import DataError
 
 from fixtures import make_checkpoint
@@ -56,6 +58,19 @@ def test_weights_round_trip_is_float16_and_predicts_like_the_checkpoint(tmp_path
         load_checkpoint(tmp_path / "bad.pt")
 
 
+def test_a_packaged_file_runs_in_the_precision_its_metrics_were_scored_in():
+    """bf16 scores differ from fp32 by ~1e-3 (docs/fast_detector.md), so a weights file must default to the
+    precision of its stored metrics to reproduce them; a training checkpoint keeps its train.precision."""
+    cfg = {"train": {"precision": "bf16-mixed"}}
+    ckpt = SimpleNamespace(config=cfg)
+    assert inference_precision(ckpt) == "bf16-mixed"
+    assert inference_precision(SimpleNamespace(config=cfg, packaged_metrics={"mAP07": 0.5})) == "32-true"
+    scored_bf16 = SimpleNamespace(config=cfg, packaged_metrics={"mAP07": 0.5, "eval_precision": "bf16-mixed"})
+    assert inference_precision(scored_bf16) == "bf16-mixed"
+    assert inference_precision(SimpleNamespace(config=cfg, packaged_metrics={})) == "bf16-mixed"  # never scored
+    assert inference_precision(scored_bf16, "32-true") == "32-true"  # an explicit request wins
+
+
 def test_default_model_detect_evaluate_flops(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path / "weights")
     # no shipped model: one clear line, exit 2
@@ -64,6 +79,7 @@ def test_default_model_detect_evaluate_flops(tmp_path, monkeypatch, capsys):
     ckpt = make_checkpoint(tmp_path / "run" / "last.ckpt")
     out, metrics = package(ckpt, zoo.weights_path(), data="sample", split="test_v2", num_workers=0)
     assert metrics["split"] == "test_v2" and 0 <= metrics["mAP07"] <= 1
+    assert metrics["eval_precision"] == resolve_precision(load_checkpoint(ckpt).config["train"]["precision"], "auto")
     assert zoo.read_weights(out)["metrics"] == metrics
     # evaluate without a checkpoint reproduces the stored metrics of the packaged file
     again = evaluate_checkpoint(None, "sample", "test_v2", tmp_path / "eval", num_workers=0)
