@@ -155,8 +155,9 @@ def load(model=None, backend: str | None = None, device: str = "auto", precision
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` (PyTorch backend).
         precision: ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"`` (None: the model's
             ``train.precision``; for a packaged weights file, the precision its metrics were
-            scored in, :func:`irdet.engine.predict.inference_precision`), resolved for the device (bf16 falls back to fp32 on CPUs
-            without bf16 instructions, saying so on stderr); ONNX models run as exported.
+            scored in, :func:`irdet.engine.predict.inference_precision`), resolved for the
+            device (bf16 falls back to fp32 on CPUs without bf16 instructions, saying so on
+            stderr); ONNX models run as exported.
         tile, tile_overlap: tiled inference, (h, w) pixels of the network input
             (:mod:`irdet.models.tiling`; single-frame models, both backends).
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from irdet.engine import zoo
 from irdet.engine.evaluate import evaluate_checkpoint
 from irdet.engine.precision import resolve_precision
-from irdet.engine.predict import load_checkpoint
+from irdet.engine.predict import inference_precision, load_checkpoint
 from irdet.errors import DataError
 
 __all__ = ["package"]
@@ -41,7 +41,7 @@ def package(checkpoint, out, data: str | None = None, split: str | None = None, 
     out = zoo.write_weights(module, out, source=Path(checkpoint).name)
     metrics: dict = {}
     if evaluate:
-        precision = resolve_precision(str(module.config["train"].get("precision") or "32-true"), accelerator)
+        precision = resolve_precision(inference_precision(module), accelerator)  # a checkpoint: its train.precision
         metrics = evaluate_checkpoint(out, data, split, out.with_name(out.stem + "_eval"), accelerator,
                                       num_workers=num_workers, precision=precision)
         metrics = {"split": split or module.config["data"]["test_split"],
