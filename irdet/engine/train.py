@@ -138,10 +138,18 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     except BaseException as exc:
         if created or not resume:  # a resumed run keeps its folder
             discard_failed_start(out_dir, created)
-        if isinstance(exc, SystemExit) and trainer.interrupted:
+        if (isinstance(exc, SystemExit) and trainer.interrupted) or _stopped_by_sigterm(exc, trainer):
             _reraise_interrupt()
         raise
     return out_dir
+
+
+def _stopped_by_sigterm(exc: BaseException, trainer: L.Trainer) -> bool:
+    """True when SIGTERM reached the whole process group (GNU ``timeout``, a job scheduler): the
+    DataLoader workers die of it first, so the main process gets a RuntimeError about a lost worker
+    before Lightning's own graceful SIGTERM stop; that is an interruption, not a failure."""
+    return isinstance(exc, RuntimeError) and bool(getattr(trainer, "received_sigterm", False)) \
+        and "DataLoader worker" in str(exc)
 
 
 def _reraise_interrupt() -> None:
