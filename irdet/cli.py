@@ -51,8 +51,8 @@ exit status:
   2  error, one line on stderr: bad config or data, a refused val split, OUT already holds a run
      (use --resume or --overwrite), a checkpoint that cannot be resumed (corrupt, not an irdet
      training checkpoint, another model)
-  130 interrupted by Ctrl-C or SIGTERM (continue with --resume once a checkpoint exists; a run interrupted before its
-     first checkpoint removes what it wrote)"""
+  130 interrupted by Ctrl-C or SIGTERM (continue with --resume once a checkpoint exists; a run
+     interrupted before its first checkpoint removes what it wrote)"""
 
 
 def _inference_options(p: argparse.ArgumentParser) -> None:

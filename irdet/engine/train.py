@@ -80,6 +80,8 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
         ConfigError: ``data.val_split`` is the test split or shares images with the training
             or test split; ``out`` holds a run and neither ``resume`` nor ``overwrite`` is
             given; both are given.
+        KeyboardInterrupt: Ctrl-C or SIGTERM (to the process alone or to its process group) stopped
+            the run; its last checkpoint stays for ``resume``.
     """
     t = cfg["train"]
     task = task_of(cfg)

@@ -100,12 +100,14 @@ def test_ctrl_c_exits_130_and_keeps_what_can_be_resumed(small_root, tmp_path, mo
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"] == 2
 
 
-def _sigterm_to_the_process_group(at_step: int):
-    """What ``kill -TERM -PGID`` does to a training with DataLoader workers: the main process gets the
-    signal (Lightning's handler notes it) and the next batch fails because the worker died of it."""
+def _lost_worker(at_step: int, sigterm: bool):
+    """A DataLoader worker lost at ``at_step``. With ``sigterm``, what ``kill -TERM -PGID`` does to a
+    training with workers: the main process gets the signal (Lightning's handler notes it) and the next
+    batch fails because the worker died of it."""
     def step(self, batch, batch_idx):
         if self.global_step >= at_step:
-            os.kill(os.getpid(), signal.SIGTERM)
+            if sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
             raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
         return _TRAINING_STEP(self, batch, batch_idx)
 
@@ -113,12 +115,12 @@ def _sigterm_to_the_process_group(at_step: int):
 
 
 def test_sigterm_to_the_process_group_exits_130_without_a_traceback(small_root, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(DetectorModule, "training_step", _sigterm_to_the_process_group(1))
+    monkeypatch.setattr(DetectorModule, "training_step", _lost_worker(1, sigterm=True))
     run = tmp_path / "run"
     assert _train(small_root, run, steps=3) == 130
     assert "interrupted" in capsys.readouterr().err
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["global_step"] == 1
     # a lost worker without SIGTERM stays an error
-    monkeypatch.setattr(DetectorModule, "training_step", _failing_step(0))
-    with pytest.raises(RuntimeError):
+    monkeypatch.setattr(DetectorModule, "training_step", _lost_worker(0, sigterm=False))
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
         _train(small_root, tmp_path / "other")
