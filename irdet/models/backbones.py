@@ -1,4 +1,4 @@
-"""ResNet backbones (torchvision definitions) returning C2..C5.
+"""ResNet backbones (torchvision definitions) returning C1..C5.
 
 Source: BAFE-Net reference configuration: ResNet-18/34/50/101, frozen-statistics
 BN and ``frozen_stages=1`` with ImageNet weights. ImageNet weights cannot be downloaded
@@ -25,7 +25,7 @@ _RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: 
 
 
 class ResNetBackbone(nn.Module, Configurable):
-    """torchvision ResNet body returning the stage outputs C2..C5 (``model.backbone``, registered as ``resnet``).
+    """torchvision ResNet body returning the stage outputs C1..C5 (``model.backbone``, registered as ``resnet``).
 
     Args (``depth``, ``weights``, ``norm``, ``frozen_stages``: the keys of ``model.backbone``):
         depth: 18, 34, 50 or 101.
@@ -36,12 +36,13 @@ class ResNetBackbone(nn.Module, Configurable):
             (``frozen_bn`` when ``weights`` is given, else ``bn``).
         frozen_stages: stages whose parameters get no gradient: -1 none, 0 stem, 1 stem +
             layer1 (the reference), ... ``"auto"``: 1 with weights, -1 without.
-        out_levels: which of ``"C2".."C5"`` to return; stages deeper than the deepest of
-            them are not built.
+        out_levels: which of ``"C1".."C5"`` to return; stages deeper than the deepest of
+            them are not built. ``C1`` (irdet extension, for a stride-2 output level P1) is
+            the stem's 7×7 stride-2 conv + BN + ReLU before its max-pool, 64 channels.
 
     Input: images (N, 3, H, W), normalised. Output: dict level → (N, C_l, H/s, W/s) with
-    strides 4, 8, 16, 32 for C2..C5 and channels 64/128/256/512 (R18/34) or
-    256/512/1024/2048 (R50/101), see :attr:`out_channels` and :attr:`strides`.
+    strides 2, 4, 8, 16, 32 for C1..C5 and channels 64/64/128/256/512 (R18/34) or
+    64/256/512/1024/2048 (R50/101), see :attr:`out_channels` and :attr:`strides`.
 
     Raises:
         ConfigError: unknown depth/norm. DataError: unreadable weights file.
@@ -80,19 +81,27 @@ class ResNetBackbone(nn.Module, Configurable):
         self.out_levels = tuple(out_levels)
         # Build only the stages up to the deepest requested level (e.g. stem + layer1 for C2
         # alone), so parameters, MACs and weights files count only what runs.
+        bad = [lv for lv in self.out_levels if lv not in ("C1", "C2", "C3", "C4", "C5")]
+        if bad or not self.out_levels:
+            raise ConfigError(f"backbone out_levels must be among C1..C5, got {list(self.out_levels)}")
         self._last = max(int(lv[1]) for lv in self.out_levels) - 2
         self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4][: self._last + 1])
         width = 64 * (4 if depth >= 50 else 1)
-        self.out_channels = {f"C{i + 2}": width * 2**i for i in range(4)}
-        self.strides = {f"C{i + 2}": 2 ** (i + 2) for i in range(4)}
+        self.out_channels = {"C1": 64, **{f"C{i + 2}": width * 2**i for i in range(4)}}
+        self.strides = {f"C{i + 1}": 2 ** (i + 1) for i in range(5)}
         self.frozen_stages = int(frozen_stages)
         for stage in [self.stem, *self.layers][: self.frozen_stages + 1]:
             for p in stage.parameters():
                 p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.stem(x)
         out = {}
+        if "C1" in self.out_levels:  # the stem's stride-2 conv output, before its max-pool
+            x = self.stem[:3](x)
+            out["C1"] = x
+            x = self.stem[3](x)
+        else:
+            x = self.stem(x)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if f"C{i + 2}" in self.out_levels:

@@ -187,12 +187,12 @@ def test_offset_box_param_is_valid_for_points_outside_the_box():
     assert float(giou_loss_ltrb(target, target)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_nearest_assignment_owns_every_real_box_at_strides_4_and_8(densesirst):
+def test_nearest_assignment_owns_every_real_box_at_strides_2_4_and_8(densesirst):
     from irdet.data.datasets.densesirst import DenseSIRST
 
     boxes, sizes = DenseSIRST(densesirst, "test_v2", sky_mask=None).ground_truth()
-    for stride, level in ((4, "P2"), (8, "P3")):
-        cfg = load_config("configs/fcos_r18_p2_light_native.yaml", [f"model.neck.levels=[{level}]"])
+    for stride, name, level in ((2, "p1", "P1"), (4, "p2", "P2"), (8, "p2", "P3")):
+        cfg = load_config(f"configs/fcos_r18_{name}_light_native.yaml", [f"model.neck.levels=[{level}]"])
         head = build_detector(cfg["model"]).head
         assert head.strides == [stride]
         owned = total = 0

@@ -99,6 +99,7 @@ def test_unused_head_keys():
 @pytest.mark.parametrize("neck,levels", [
     ({"type": "fpn"}, ["C3", "C4", "C5"]),
     ({"type": "fpn", "levels": ["P2"], "in_levels": ["C2", "C3", "C4", "C5"]}, ["C2", "C3", "C4", "C5"]),
+    ({"type": "fpn", "levels": ["P1"], "in_levels": ["C1", "C2", "C3", "C4", "C5"]}, ["C1", "C2", "C3", "C4", "C5"]),
     ({"type": "bpfpn"}, ["C2", "C3", "C4", "C5"]),
     ({"type": "bpfpn", "shortcut": "none"}, ["C3", "C4", "C5"]),
     ({"type": "bpfpn", "levels": ["P3", "P4"], "in_levels": ["C3", "C4", "C5"]}, ["C2", "C3", "C4", "C5"]),
@@ -107,6 +108,23 @@ def test_backbone_builds_the_levels_the_neck_declares(neck, levels):
     assert neck_inputs(neck) == levels
     model = build_detector(merge(DEFAULTS["model"], merge(SMALL, {"neck": neck, "head": {"seg_head": False, "exchange": False}})))
     assert list(model.backbone.out_levels) == levels
+
+
+def test_c1_is_the_stems_stride_2_output_and_unknown_levels_are_refused():
+    from irdet.models.backbones import ResNetBackbone
+
+    net = ResNetBackbone(depth=18, out_levels=("C1", "C2"))
+    assert net.strides["C1"] == 2 and net.out_channels["C1"] == 64
+    out = net(torch.zeros(1, 3, 64, 48))
+    assert out["C1"].shape == (1, 64, 32, 24) and out["C2"].shape == (1, 64, 16, 12)
+    # the same weights give the same C2 whether or not C1 is also returned
+    plain = ResNetBackbone(depth=18, out_levels=("C2",))
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn(1, 3, 64, 48)
+    net.eval(), plain.eval()
+    assert torch.equal(net(x)["C2"], plain(x)["C2"])
+    with pytest.raises(ConfigError, match=r"^backbone out_levels must be among C1..C5, got \['C0'\]$"):
+        ResNetBackbone(depth=18, out_levels=("C0",))
 
 
 def test_section_keys_follow_the_named_part():
