@@ -161,11 +161,11 @@ def cmd_flops(args) -> int:
         if not weights_path().is_file():
             raise IrdetError(f"{weights_path()}: this irdet has no shipped default model yet: give a CONFIG")
         cfg = read_weights(weights_path())["config"]
-    size = args.img_size or cfg["data"]["img_size"] or [512, 512]
-    stats = complexity(build_detector(cfg["model"]), size)
+    stats = complexity(build_detector(cfg["model"]), args.img_size or cfg["data"]["img_size"])
     if args.json:
         print(json.dumps(stats))
         return 0
+    size = stats["img_size"]
     print(f"{cfg['name']} at {size[0]}x{size[1]} (one multiply-add = one FLOP)")
     print(f"{'part':10s} {'params (M)':>12s} {'MACs (G)':>10s}")
     for part in ("backbone", "neck", "head"):

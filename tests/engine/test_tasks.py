@@ -65,6 +65,20 @@ def _real_sequence(root: Path, densesirst: Path, frames: int = 5, size: int = 64
     return root
 
 
+def test_cost_of_a_native_resolution_row_is_counted_at_512():
+    """``irdet ablate`` records params and MACs of every row; a native-resolution config
+    (``data.img_size: null``) is counted at 512x512, as ``irdet flops`` reports it."""
+    from irdet.models import build_detector
+    from irdet.models.complexity import complexity
+
+    cfg = load_config(str(CONFIGS / "fcos_r18_p2_light_native.yaml"))
+    assert cfg["data"]["img_size"] is None
+    cost = TASKS["detect"].cost(cfg)
+    stats = complexity(build_detector(cfg["model"]), (512, 512))
+    assert cost == {"params": stats["params"], "macs": stats["macs"]} and stats["img_size"] == [512, 512]
+    assert 12.0e9 < cost["macs"] < 13.5e9
+
+
 def test_streaming_uses_the_clips_of_the_dataset(densesirst, tmp_path):
     """Every frame's detections from the per-frame cache (what ``Model.stream`` and ``irdet detect``
     run) equal those of its clip as the dataset builds it (what training and evaluation run),
