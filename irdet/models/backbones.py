@@ -45,7 +45,7 @@ class ResNetBackbone(nn.Module, Configurable):
     64/256/512/1024/2048 (R50/101), see :attr:`out_channels` and :attr:`strides`.
 
     Raises:
-        ConfigError: unknown depth/norm. DataError: unreadable weights file.
+        ConfigError: unknown depth/norm, or out_levels empty or outside C1..C5. DataError: unreadable weights file.
     """
 
     CONFIG = {"depth": 18, "weights": None, "norm": "auto", "frozen_stages": "auto"}
