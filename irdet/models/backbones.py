@@ -79,16 +79,15 @@ class ResNetBackbone(nn.Module, Configurable):
                 raise DataError(path, f"not a ResNet-{depth} state dict (missing {missing[:3]}, unexpected {unexpected[:3]})")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.out_levels = tuple(out_levels)
-        # Build only the stages up to the deepest requested level (e.g. stem + layer1 for C2
-        # alone), so parameters, MACs and weights files count only what runs.
-        bad = [lv for lv in self.out_levels if lv not in ("C1", "C2", "C3", "C4", "C5")]
-        if bad or not self.out_levels:
-            raise ConfigError(f"backbone out_levels must be among C1..C5, got {list(self.out_levels)}")
-        self._last = max(int(lv[1]) for lv in self.out_levels) - 2
-        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4][: self._last + 1])
         width = 64 * (4 if depth >= 50 else 1)
         self.out_channels = {"C1": 64, **{f"C{i + 2}": width * 2**i for i in range(4)}}
         self.strides = {f"C{i + 1}": 2 ** (i + 1) for i in range(5)}
+        if not self.out_levels or any(lv not in self.strides for lv in self.out_levels):
+            raise ConfigError(f"backbone out_levels must be among C1..C5, got {list(self.out_levels)}")
+        # Build only the stages up to the deepest requested level (e.g. stem + layer1 for C2
+        # alone), so parameters, MACs and weights files count only what runs.
+        self._last = max(int(lv[1]) for lv in self.out_levels) - 2
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4][: self._last + 1])
         self.frozen_stages = int(frozen_stages)
         for stage in [self.stem, *self.layers][: self.frozen_stages + 1]:
             for p in stage.parameters():
@@ -96,12 +95,10 @@ class ResNetBackbone(nn.Module, Configurable):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
-        if "C1" in self.out_levels:  # the stem's stride-2 conv output, before its max-pool
-            x = self.stem[:3](x)
+        x = self.stem[:3](x)  # conv1 + bn1 + relu: C1, the stride-2 output before the max-pool
+        if "C1" in self.out_levels:
             out["C1"] = x
-            x = self.stem[3](x)
-        else:
-            x = self.stem(x)
+        x = self.stem[3](x)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if f"C{i + 2}" in self.out_levels:

@@ -20,15 +20,15 @@ __all__ = ["complexity"]
 PAPER_BAFENET_R18 = {"params": 22.31e6, "macs": 57.654e9}
 
 
-def complexity(model: nn.Module, img_size: Sequence[int] | None = (512, 512), parts: Sequence[str] = ("backbone", "neck", "head"),
+def complexity(model: nn.Module, img_size: Sequence[int] | None = None, parts: Sequence[str] = ("backbone", "neck", "head"),
                frames: int | None = None) -> dict:
     """Parameters and MACs of ``model`` on a (1, 3, H, W) input, split by top-level part.
 
     Args:
         model: a detector whose ``forward`` takes (N, 3, H, W) images (e.g. :class:`Detector`),
             or with ``frames`` a clip (N, T, 3, H, W) (:class:`SequenceDetector`).
-        img_size: (H, W) in pixels; None (a native-resolution config, ``data.img_size: null``)
-            counts at 512×512, the size the paper reports MACs at.
+        img_size: (H, W) in pixels; None (the default, and a native-resolution config's
+            ``data.img_size: null``) counts at 512×512, the size the paper reports MACs at.
         parts: attribute names of the sub-modules to report separately.
         frames: T, frames of the one clip counted (None: a single image).
 
