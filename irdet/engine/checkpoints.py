@@ -10,6 +10,8 @@ the previous checkpoint stays intact until the new one is complete. Source: irde
 
 :class:`LastCheckpoint` decides when ``last.ckpt`` is written: only at states that Lightning
 resumes exactly (step ends and validation ends, never an epoch's end; irdet extension).
+:class:`BestCheckpoint` keeps ``best.ckpt`` and its record (the best validation score) right
+across a resume (irdet extension).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from irdet.config import config_task
 from irdet.errors import DataError
 
-__all__ = ["read_checkpoint_file", "AtomicCheckpointIO", "LastCheckpoint", "atomic_torch_save", "temp_path", "remove_stale_temp_files",
+__all__ = ["read_checkpoint_file", "AtomicCheckpointIO", "LastCheckpoint", "BestCheckpoint", "atomic_torch_save", "temp_path", "remove_stale_temp_files",
            "read_resume_checkpoint", "check_resume_weights"]
 
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)$")
@@ -105,7 +107,7 @@ class LastCheckpoint(ModelCheckpoint):
 
     A Lightning :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (``save_top_k=1``, no
     monitor) that saves at the end of a training step (``on_train_batch_end``) and after a
-    validation (``on_validation_end``, so the file holds the updated ``best.ckpt`` record),
+    validation (``on_validation_end``, after :class:`BestCheckpoint`, so the file holds the updated ``best.ckpt`` record),
     never at ``on_train_epoch_end``: every ``last.ckpt`` is then a state that Lightning resumes
     where it was written (irdet extension). Lightning's epoch-end state does not resume so:
     an epoch that ``max_steps`` cut short is stored as finished (the resumed run starts the
@@ -154,6 +156,79 @@ class LastCheckpoint(ModelCheckpoint):
         self._last_global_step_saved = -1  # the step's pre-validation state is replaced
         if not self._should_skip_saving_checkpoint(trainer):
             self._save(trainer)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``<dirpath>/best.ckpt``: the state with the highest value of ``monitor`` over all validations
+    of a run, resumed runs included.
+
+    A Lightning :class:`~lightning.pytorch.callbacks.ModelCheckpoint` (``mode="max"``,
+    ``save_top_k=1``) that differs from Lightning's defaults in three ways, each of which made a
+    resumed run select the wrong checkpoint:
+
+    - it saves at ``on_validation_end``, before :class:`LastCheckpoint` (listed after it), so every
+      ``last.ckpt`` holds the record of the validation it follows. Lightning's default with one
+      validation per epoch saves at the epoch's end instead, after ``last.ckpt``: a run resumed
+      from there knew the previous epoch's best score only, and overwrote a better ``best.ckpt``;
+    - the record is taken from ``best.ckpt`` itself at the start of training (``best_score``, the
+      score stored in that file): a run killed between the two saves resumes knowing the file;
+    - the file is always ``best.ckpt`` (no version counter): Lightning otherwise saves
+      ``best-v1.ckpt`` beside a ``best.ckpt`` it does not know, and ``best.ckpt`` stays stale.
+
+    Args:
+        dirpath: the checkpoint folder.
+        monitor: the logged validation metric to maximise (e.g. ``val/mAP07``).
+        best_score: the score recorded in an existing ``<dirpath>/best.ckpt``
+            (:meth:`recorded_score`), or None when there is none.
+
+    Source: irdet extension on Lightning's ModelCheckpoint (sets its ``best_k_models``,
+    ``kth_best_model_path``, ``kth_value``, ``best_model_path`` and ``best_model_score``;
+    checked against Lightning 2.6). Its ``state_key`` is that of a plain ModelCheckpoint with
+    the same monitor, so checkpoints of earlier irdet versions resume with their record.
+    """
+
+    FILENAME = "best"
+
+    def __init__(self, dirpath, monitor: str, best_score: float | None = None):
+        super().__init__(dirpath, filename=self.FILENAME, monitor=monitor, mode="max", save_top_k=1,
+                         auto_insert_metric_name=False, enable_version_counter=False,
+                         save_on_train_epoch_end=False)
+        self.best_score = best_score
+
+    @property
+    def state_key(self) -> str:
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
+    @staticmethod
+    def recorded_score(path, monitor: str) -> float:
+        """The ``monitor`` score stored in the checkpoint ``path`` by the callback that wrote it.
+
+        Raises:
+            DataError: ``path`` is not a readable checkpoint or holds no record of ``monitor``.
+        """
+        try:
+            state = read_checkpoint_file(path)
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
+            raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and resume: "
+                            "the next validation writes a new one") from None
+        prefix = f"ModelCheckpoint{{'monitor': {monitor!r},"
+        records = [v for k, v in (state.get("callbacks") or {}).items() if k.startswith(prefix)] \
+            if isinstance(state, dict) else []
+        if not records or records[0].get("best_model_score") is None:
+            raise DataError(f"{path}: holds no {monitor} score; delete it and resume: the next validation "
+                            "writes a new one")
+        return float(records[0]["best_model_score"])
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Make the record that of the ``best.ckpt`` on disk (``best_score``), or empty when there is none."""
+        path = os.path.join(self.dirpath, self.FILENAME + self.FILE_EXTENSION)
+        if self.best_score is None or not os.path.isfile(path):
+            self.best_k_models, self.kth_best_model_path, self.best_model_path = {}, "", ""
+            self.best_model_score, self.kth_value = None, torch.tensor(-torch.inf)
+        else:
+            score = torch.tensor(self.best_score)
+            self.best_k_models, self.kth_best_model_path, self.best_model_path = {path: score}, path, path
+            self.best_model_score, self.kth_value = score, score
 
 
 def _alive(pid: int) -> bool:

@@ -5,7 +5,7 @@ A run owns :data:`RUN_ENTRIES` (``config.yaml``, ``checkpoints/``, ``logs/``); o
 the folder (an ablation's lock, evaluations, notes) are never touched. A second ``train`` into
 a folder that holds a run is refused unless it resumes that run or ``overwrite`` clears it:
 otherwise ``last.ckpt`` and ``config.yaml`` would be overwritten, a second log version
-started and ``best-v1.ckpt`` saved beside the first run's ``best.ckpt``. Source: irdet
+started and the first run's ``best.ckpt`` overwritten. Source: irdet
 extension.
 """
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from irdet.data.io import atomic_write_bytes
-from irdet.engine.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_resume_weights, read_resume_checkpoint,
+from irdet.engine.checkpoints import (AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, check_resume_weights, read_resume_checkpoint,
                                       remove_stale_temp_files)
 from irdet.engine.datamodule import DataModule
 from irdet.engine.module import DetectorModule
@@ -43,7 +43,8 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     ``train.checkpoint_every_n_steps`` steps, at each epoch's last step, after each validation
     and at ``train.max_steps``: the final model; :class:`~irdet.engine.checkpoints.LastCheckpoint`) and, when
     ``data.val_split`` is set, ``best.ckpt`` (highest value of the task's monitor on it:
-    ``val/mAP07`` for single-frame models, ``val/AP50`` for ``task: sequence``); CSV logs under
+    ``val/mAP07`` for single-frame models, ``val/AP50`` for ``task: sequence``; across resumes too:
+    :class:`~irdet.engine.checkpoints.BestCheckpoint`); CSV logs under
     ``<out>/logs/``. ``data.val_split: null`` (the default: train on ``trainval_v2``, keep the
     last checkpoint) runs no validation and writes no ``best.ckpt``. The config's task
     (:func:`irdet.engine.tasks.task_of`) supplies the model, the data and the monitor; the
@@ -76,7 +77,8 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
 
     Raises:
         DataError: bad data root or split; the checkpoint to resume from is missing,
-            unreadable, not an irdet training checkpoint, or of another model.
+            unreadable, not an irdet training checkpoint, or of another model; the run's
+            ``best.ckpt`` is unreadable or holds no score of the monitor.
         ConfigError: ``data.val_split`` is the test split or shares images with the training
             or test split; ``out`` holds a run and neither ``resume`` nor ``overwrite`` is
             given; both are given.
@@ -90,8 +92,11 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     ckpt_dir = out_dir / "checkpoints"
     check_selection(cfg, root)
     check_run_dir(out_dir, resume, overwrite)
-    ckpt_path = state = None
+    ckpt_path = state = best_score = None
     if resume:
+        best_file = ckpt_dir / "best.ckpt"
+        if cfg["data"]["val_split"] is not None and best_file.is_file():  # the record of best.ckpt is its own
+            best_score = BestCheckpoint.recorded_score(best_file, task.monitor)
         ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
         state = read_resume_checkpoint(ckpt_path, cfg)
         notice = resume_notice(state)
@@ -112,8 +117,7 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(ckpt_dir)
     atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
-    best = [ModelCheckpoint(ckpt_dir, filename="best", monitor=task.monitor, mode="max", save_top_k=1,
-                            auto_insert_metric_name=False)]
+    best = [BestCheckpoint(ckpt_dir, task.monitor, best_score)]
     callbacks = [
         *(best if validate else []),
         LastCheckpoint(ckpt_dir, int(t["checkpoint_every_n_steps"])),

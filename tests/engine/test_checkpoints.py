@@ -126,6 +126,66 @@ def _umask() -> int:
     return mask
 
 
+
+# ------------------------------------------------------------------ best.ckpt across a resume
+#: one validation per epoch on val_v2 (disjoint from train_v2), best.ckpt on val/mAP07
+VALIDATED = ["data.train_split=train_v2", "data.val_split=val_v2", "train.val_interval=1"]
+BEST_KEY = ("ModelCheckpoint{'monitor': 'val/mAP07', 'mode': 'max', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
+            "'train_time_interval': None}")
+
+
+def _set_record(path, score):
+    """Rewrite the best.ckpt record stored in the checkpoint ``path`` (None: no record, as in a
+    last.ckpt written before best.ckpt was)."""
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    rec = state["callbacks"][BEST_KEY]
+    best = str(Path(path).parent.resolve() / "best.ckpt")
+    rec.update(best_model_score=None, best_model_path="", best_k_models={}, kth_best_model_path="",
+               kth_value=torch.tensor(-torch.inf)) if score is None else \
+        rec.update(best_model_score=torch.tensor(score), best_model_path=best, best_k_models={best: torch.tensor(score)},
+                   kth_best_model_path=best, kth_value=torch.tensor(score))
+    torch.save(state, path)
+
+
+def _epoch(path) -> int:
+    return torch.load(path, weights_only=False, map_location="cpu")["epoch"]
+
+
+def test_best_checkpoint_keeps_its_record_across_resumes(small_root, tmp_path):
+    run = tmp_path / "run"
+    ckpts = run / "checkpoints"
+    assert main(_args(small_root, run, steps=-1, extra=[*VALIDATED, "train.max_epochs=1"])) == 0
+    last, best = (torch.load(ckpts / n, weights_only=False, map_location="cpu")["callbacks"][BEST_KEY]
+                  for n in ("last.ckpt", "best.ckpt"))
+    assert last["best_model_path"] == best["best_model_path"] == str(ckpts.resolve() / "best.ckpt")
+    assert float(last["best_model_score"]) == float(best["best_model_score"])  # last.ckpt follows best.ckpt
+
+    # killed between the two saves: last.ckpt knows no best.ckpt; the file's own (unbeatable) score is kept
+    _set_record(ckpts / "last.ckpt", None)
+    _set_record(ckpts / "best.ckpt", 2.0)
+    assert main(_args(small_root, run, "--resume", steps=-1, extra=[*VALIDATED, "train.max_epochs=2"])) == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1.ckpt
+    assert _epoch(ckpts / "best.ckpt") == 0
+    assert float(torch.load(ckpts / "last.ckpt", weights_only=False)["callbacks"][BEST_KEY]["best_model_score"]) == 2.0
+
+    # a stale record in last.ckpt (higher than the file's score): the file's score decides, and is beaten
+    _set_record(ckpts / "last.ckpt", 2.0)
+    _set_record(ckpts / "best.ckpt", -1.0)
+    assert main(_args(small_root, run, "--resume", steps=-1, extra=[*VALIDATED, "train.max_epochs=3"])) == 0
+    assert _epoch(ckpts / "best.ckpt") == 2 and sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_resume_refuses_an_unreadable_best_checkpoint(small_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_args(small_root, run, steps=-1, extra=[*VALIDATED, "train.max_epochs=1"])) == 0
+    best = run / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[: 1 << 12])
+    capsys.readouterr()
+    assert main(_args(small_root, run, "--resume", steps=-1, extra=[*VALIDATED, "train.max_epochs=2"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"irdet: error: {best}: not a readable checkpoint") and "Traceback" not in err
+    assert _epoch(run / "checkpoints" / "last.ckpt") == 0  # nothing trained
+
 # ------------------------------------------------------------------ checkpoints that cannot be resumed
 @pytest.fixture(scope="module")
 def trained_run(small_root, tmp_path_factory):
