@@ -40,6 +40,7 @@ from pathlib import Path
 
 from irdet.config import config_task, load_config
 from irdet.data.io import atomic_write_bytes, atomic_write_json
+from irdet.engine.checkpoints import read_checkpoint_file
 from irdet.engine.evaluate import evaluate_checkpoint
 from irdet.engine.tasks import TASKS, task_of
 from irdet.engine.train import train
@@ -153,7 +154,9 @@ class _Lock:
 
 def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | None = None) -> dict | None:
     """Train (or resume) and evaluate one config; returns its ``result.json`` content
-    (``checkpoint``: ``best`` when selected on ``data.val_split``, ``last`` without one).
+    (``checkpoint``: ``best`` when selected on ``data.val_split``, ``last`` without one;
+    ``checkpoint_epoch`` / ``checkpoint_step``: Lightning's 0-based epoch index and global step
+    stored in the evaluated file, so the selection can be checked against the logged curve).
 
     Returns None when another process holds the run's lock.
     """
@@ -172,15 +175,28 @@ def run_row(cfg: dict, runs_dir: Path, data: str | None = None, split: str | Non
         best = run / "checkpoints" / "best.ckpt"
         use_best = cfg["data"]["val_split"] is not None and best.is_file()  # no val split: the last checkpoint
         split = split or cfg["data"]["test_split"]
-        metrics = evaluate_checkpoint(best if use_best else last, data, split, run / f"eval_{split}")
+        scored = best if use_best else last
+        metrics = evaluate_checkpoint(scored, data, split, run / f"eval_{split}")
+        stored = _position(scored)
         task = task_of(cfg)  # its metrics (single-frame: VOC, Table II protocol; sequence: SSTNet protocol) and cost
         # a metric the split cannot give (no SNR labels, no distractors) is kept as None ("–" in the table)
         result = {"key": key, "config": cfg["name"], "split": split, "checkpoint": "best" if use_best else "last",
+                  "checkpoint_epoch": stored.get("epoch"), "checkpoint_step": stored.get("global_step"),
                   **{k: metrics.get(k) for k in task.result_metrics}, **task.cost(cfg)}
         atomic_write_json(result_file, result)
         return result
     finally:
         lock.release()
+
+
+def _position(ckpt: Path) -> dict:
+    """``epoch`` and ``global_step`` stored in ``ckpt`` (empty when the file, already scored by
+    :func:`evaluate_checkpoint`, holds none: a weights-only file)."""
+    try:
+        state = read_checkpoint_file(ckpt)
+    except Exception:  # noqa: BLE001 - the evaluation read it; the position is informative only
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _number(v, nd=3) -> str:

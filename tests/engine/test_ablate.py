@@ -171,6 +171,7 @@ def test_run_row_keeps_last_without_a_val_split_and_restarts_a_killed_start(dens
     (run / "config.yaml").write_text("name: killed\n")
     res = ab.run_row(cfg, tmp_path / "runs", str(root))
     assert res["checkpoint"] == "last" and res["split"] == "test_v2" and 0.0 <= res["mAP07"] <= 1.0
+    assert (res["checkpoint_epoch"], res["checkpoint_step"]) == (0, 1)  # the evaluated file's own position
     assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0"]
     assert "name: fcos_r18_densesirst_cpu" in (run / "config.yaml").read_text()
     # an unfinished run resumes its last.ckpt; a best.ckpt in the folder is not what a row without val split reports
