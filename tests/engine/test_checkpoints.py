@@ -140,8 +140,10 @@ def _set_record(path, score):
     state = torch.load(path, weights_only=False, map_location="cpu")
     rec = state["callbacks"][BEST_KEY]
     best = str(Path(path).parent.resolve() / "best.ckpt")
-    rec.update(best_model_score=None, best_model_path="", best_k_models={}, kth_best_model_path="",
-               kth_value=torch.tensor(-torch.inf)) if score is None else \
+    if score is None:
+        rec.update(best_model_score=None, best_model_path="", best_k_models={}, kth_best_model_path="",
+                   kth_value=torch.tensor(-torch.inf))
+    else:
         rec.update(best_model_score=torch.tensor(score), best_model_path=best, best_k_models={best: torch.tensor(score)},
                    kth_best_model_path=best, kth_value=torch.tensor(score))
     torch.save(state, path)
