@@ -170,16 +170,14 @@ class BestCheckpoint(ModelCheckpoint):
       ``last.ckpt`` holds the record of the validation it follows. Lightning's default with one
       validation per epoch saves at the epoch's end instead, after ``last.ckpt``: a run resumed
       from there knew the previous epoch's best score only, and overwrote a better ``best.ckpt``;
-    - the record is taken from ``best.ckpt`` itself at the start of training (``best_score``, the
-      score stored in that file): a run killed between the two saves resumes knowing the file;
+    - on resume the record is the one stored in ``best.ckpt`` itself (:meth:`read_record`, set at
+      the start of training): a run killed between the two saves resumes knowing the file;
     - the file is always ``best.ckpt`` (no version counter): Lightning otherwise saves
       ``best-v1.ckpt`` beside a ``best.ckpt`` it does not know, and ``best.ckpt`` stays stale.
 
     Args:
         dirpath: the checkpoint folder.
         monitor: the logged validation metric to maximise (e.g. ``val/mAP07``).
-        best_score: the score recorded in an existing ``<dirpath>/best.ckpt``
-            (:meth:`recorded_score`), or None when there is none.
 
     Source: irdet extension on Lightning's ModelCheckpoint (sets its ``best_k_models``,
     ``kth_best_model_path``, ``kth_value``, ``best_model_path`` and ``best_model_score``;
@@ -187,46 +185,46 @@ class BestCheckpoint(ModelCheckpoint):
     the same monitor, so checkpoints of earlier irdet versions resume with their record.
     """
 
-    FILENAME = "best"
-
-    def __init__(self, dirpath, monitor: str, best_score: float | None = None):
-        super().__init__(dirpath, filename=self.FILENAME, monitor=monitor, mode="max", save_top_k=1,
+    def __init__(self, dirpath, monitor: str):
+        super().__init__(dirpath, filename="best", monitor=monitor, mode="max", save_top_k=1,
                          auto_insert_metric_name=False, enable_version_counter=False,
                          save_on_train_epoch_end=False)
-        self.best_score = best_score
+        self.file = Path(dirpath) / f"best{self.FILE_EXTENSION}"  # as the caller spelled the folder, for messages
+        self.best_score: float | None = None
 
     @property
     def state_key(self) -> str:
         return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
 
-    @staticmethod
-    def recorded_score(path, monitor: str) -> float:
-        """The ``monitor`` score stored in the checkpoint ``path`` by the callback that wrote it.
+    def read_record(self) -> None:
+        """Take ``best_score`` from the run's ``best.ckpt`` (None when there is no such file):
+        the score this callback stored in it. Call before resuming.
 
         Raises:
-            DataError: ``path`` is not a readable checkpoint or holds no record of ``monitor``.
+            DataError: ``best.ckpt`` is not a readable checkpoint or holds no record of ``monitor``.
         """
+        if not self.file.is_file():
+            self.best_score = None
+            return
         try:
-            state = read_checkpoint_file(path)
+            state = read_checkpoint_file(self.file)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}); delete it and resume: "
+            raise DataError(f"{self.file}: not a readable checkpoint ({type(e).__name__}); delete it and resume: "
                             "the next validation writes a new one") from None
-        prefix = f"ModelCheckpoint{{'monitor': {monitor!r},"
-        records = [v for k, v in (state.get("callbacks") or {}).items() if k.startswith(prefix)] \
-            if isinstance(state, dict) else []
-        if not records or records[0].get("best_model_score") is None:
-            raise DataError(f"{path}: holds no {monitor} score; delete it and resume: the next validation "
-                            "writes a new one")
-        return float(records[0]["best_model_score"])
+        callbacks = state.get("callbacks") if isinstance(state, dict) else None
+        record = (callbacks or {}).get(self.state_key) or {}
+        if record.get("best_model_score") is None:
+            raise DataError(f"{self.file}: holds no {self.monitor} score; delete it and resume: the next "
+                            "validation writes a new one")
+        self.best_score = float(record["best_model_score"])
 
     def on_train_start(self, trainer, pl_module) -> None:
-        """Make the record that of the ``best.ckpt`` on disk (``best_score``), or empty when there is none."""
-        path = os.path.join(self.dirpath, self.FILENAME + self.FILE_EXTENSION)
-        if self.best_score is None or not os.path.isfile(path):
+        """Make the record that of ``best.ckpt`` (``best_score``), or empty when there is none."""
+        if self.best_score is None:
             self.best_k_models, self.kth_best_model_path, self.best_model_path = {}, "", ""
             self.best_model_score, self.kth_value = None, torch.tensor(-torch.inf)
         else:
-            score = torch.tensor(self.best_score)
+            path, score = self.format_checkpoint_name({}), torch.tensor(self.best_score)
             self.best_k_models, self.kth_best_model_path, self.best_model_path = {path: score}, path, path
             self.best_model_score, self.kth_value = score, score
 

@@ -92,11 +92,12 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     ckpt_dir = out_dir / "checkpoints"
     check_selection(cfg, root)
     check_run_dir(out_dir, resume, overwrite)
-    ckpt_path = state = best_score = None
+    validate = cfg["data"]["val_split"] is not None
+    best = [BestCheckpoint(ckpt_dir, task.monitor)] if validate else []
+    ckpt_path = state = None
     if resume:
-        best_file = ckpt_dir / "best.ckpt"
-        if cfg["data"]["val_split"] is not None and best_file.is_file():  # the record of best.ckpt is its own
-            best_score = BestCheckpoint.recorded_score(best_file, task.monitor)
+        for b in best:  # the record of best.ckpt is its own
+            b.read_record()
         ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
         state = read_resume_checkpoint(ckpt_path, cfg)
         notice = resume_notice(state)
@@ -110,16 +111,14 @@ def train(cfg: dict, data: str | None = None, out: str | Path | None = None, res
     if state is not None:
         check_resume_weights(ckpt_path, state, module)
         del state
-    validate = cfg["data"]["val_split"] is not None
     created = not out_dir.exists()
     if overwrite:
         clear_run(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(ckpt_dir)
     atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump({**cfg, "data": {**cfg["data"], "root": str(root)}}, sort_keys=False).encode())
-    best = [BestCheckpoint(ckpt_dir, task.monitor, best_score)]
     callbacks = [
-        *(best if validate else []),
+        *best,
         LastCheckpoint(ckpt_dir, int(t["checkpoint_every_n_steps"])),
         LearningRateMonitor("step"),
         TQDMProgressBar(refresh_rate=10),
